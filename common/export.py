@@ -1,0 +1,289 @@
+"""Self-contained export bundles: weights, config, hyperparameters, metrics, optional ONNX.
+
+    <out>/model.safetensors         fp32 weights (model.fp16.safetensors / model.bf16.safetensors on request)
+    <out>/config.yaml               the full resolved run config (when the run had one)
+    <out>/bundle.json               class path and init args of the LightningModule, file list, checks
+    <out>/hparams.yaml              the module's hyperparameters
+    <out>/metrics.json              the last logged metrics, global step and epoch
+    <out>/model.onnx                on request, checked against PyTorch with onnxruntime
+
+`load_bundle(DIR)` rebuilds the module from `bundle.json` and loads the weights for inference. A
+LightningModule can change what is exported by defining `export_state_dict()` (and the matching
+`load_exported_state_dict(state_dict)`) and add files with `export_extras(directory)`; housebrain uses
+this to export LoRA adapters instead of the base model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from lightning.pytorch import LightningModule
+from safetensors.torch import load_file, save_file
+
+from common.checkpoint import read_checkpoint
+
+BUNDLE_FILE = "bundle.json"
+WEIGHTS_FILE = "model.safetensors"
+HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class ExportError(RuntimeError):
+    """An export that would not give back the trained model (the message says why)."""
+
+
+def class_path_of(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def exported_state_dict(module: LightningModule) -> dict[str, torch.Tensor]:
+    custom = getattr(module, "export_state_dict", None)
+    state = custom() if callable(custom) else module.state_dict()
+    # safetensors refuses tensors that share storage (tied weights): store independent copies.
+    return {name: tensor.detach().cpu().clone().contiguous() for name, tensor in state.items()}
+
+
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def plain_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Scalar metrics as JSON-safe floats (NaN and inf kept as strings so nothing is lost)."""
+    result: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                continue
+            value = value.item()
+        if isinstance(value, int | float):
+            result[key] = value if math.isfinite(value) else str(value)
+    return result
+
+
+def export_bundle(
+    module: LightningModule,
+    out_dir: str | Path,
+    *,
+    model_config: dict[str, Any] | None = None,
+    run_config: dict[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    fp16: bool = False,
+    bf16: bool = False,
+    onnx: bool = False,
+    onnx_tolerance: float = 1e-4,
+) -> Path:
+    """Write a bundle for `module` into `out_dir` and return the directory.
+
+    `model_config` is `{"class_path": ..., "init_args": {...}}`; without it the module's class and its
+    saved hyperparameters are used, which requires `save_hyperparameters()` in its `__init__`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if model_config is None:
+        hparams = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
+        model_config = {"class_path": class_path_of(module), "init_args": hparams}
+    was_training = module.training
+    module.eval()
+    try:
+        state = exported_state_dict(module)
+        files = [WEIGHTS_FILE]
+        save_file(state, str(out / WEIGHTS_FILE), metadata={"format": "pt", "dtype": "float32"})
+        for flag, suffix in ((fp16, "fp16"), (bf16, "bf16")):
+            if flag:
+                name = f"model.{suffix}.safetensors"
+                save_file(_cast(state, HALF_DTYPES[suffix]), str(out / name), metadata={"format": "pt"})
+                files.append(name)
+        extras = getattr(module, "export_extras", None)
+        if callable(extras):
+            extras(out)
+        checks: dict[str, Any] = {}
+        if onnx:
+            checks["onnx"] = export_onnx(module, out / "model.onnx", tolerance=onnx_tolerance)
+            files.append("model.onnx")
+    finally:
+        module.train(was_training)
+
+    if run_config is not None:
+        (out / "config.yaml").write_text(yaml.safe_dump(run_config, sort_keys=False))
+        files.append("config.yaml")
+    hparams = _yaml_safe(dict(module.hparams))
+    (out / "hparams.yaml").write_text(yaml.safe_dump(hparams, sort_keys=False))
+    (out / "metrics.json").write_text(json.dumps(plain_metrics(metrics or {}), indent=2) + "\n")
+    bundle = {
+        "class_path": model_config["class_path"],
+        "init_args": _yaml_safe(model_config.get("init_args") or {}),
+        "files": [*files, "hparams.yaml", "metrics.json"],
+        "checks": checks,
+        "torch_version": torch.__version__,
+    }
+    (out / BUNDLE_FILE).write_text(json.dumps(bundle, indent=2) + "\n")
+    return out
+
+
+def _yaml_safe(value: Any) -> Any:
+    """Plain data for YAML/JSON: containers and scalars kept, anything else as its string."""
+    if isinstance(value, Mapping):
+        return {str(k): _yaml_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_yaml_safe(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _flatten_outputs(output: Any) -> list[np.ndarray]:
+    if isinstance(output, torch.Tensor):
+        return [output.detach().cpu().float().numpy()]
+    if isinstance(output, Mapping):
+        return [array for value in output.values() for array in _flatten_outputs(value)]
+    if isinstance(output, list | tuple):
+        return [array for value in output for array in _flatten_outputs(value)]
+    return []
+
+
+def export_onnx(module: LightningModule, path: Path, tolerance: float = 1e-4) -> dict[str, Any]:
+    """Export `module.forward` to ONNX and check onnxruntime gives PyTorch's outputs."""
+    import onnxruntime
+
+    example = module.example_input_array
+    if example is None:
+        raise ExportError(
+            f"{class_path_of(module)}: ONNX export needs `example_input_array` set on the LightningModule"
+        )
+    inputs = example if isinstance(example, tuple) else (example,)
+    inputs = tuple(t.to(module.device) if isinstance(t, torch.Tensor) else t for t in inputs)
+    with torch.no_grad():
+        expected = _flatten_outputs(module(*inputs))
+    input_names = [f"input_{i}" for i in range(len(inputs))]
+    torch.onnx.export(
+        module,
+        inputs,
+        str(path),
+        input_names=input_names,
+        dynamic_axes={name: {0: "batch"} for name in input_names},
+        dynamo=False,
+    )
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {name: t.detach().cpu().numpy() for name, t in zip(input_names, inputs, strict=True)}
+    actual = session.run(None, feed)
+    if len(actual) != len(expected):
+        raise ExportError(f"{path}: ONNX model has {len(actual)} outputs, PyTorch gave {len(expected)}")
+    worst = max(float(np.max(np.abs(a - e))) if a.size else 0.0 for a, e in zip(actual, expected, strict=True))
+    if not worst <= tolerance:
+        raise ExportError(f"{path}: onnxruntime differs from PyTorch by {worst:.3g} (tolerance {tolerance:g})")
+    return {"max_abs_difference": worst, "tolerance": tolerance, "outputs": len(actual)}
+
+
+def import_class(class_path: str) -> type:
+    module_name, _, class_name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def build_module(model_config: Mapping[str, Any]) -> LightningModule:
+    """Instantiate a LightningModule from `{"class_path", "init_args"}` as LightningCLI would."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(LightningModule, "model", required=True)
+    config = parser.parse_object({"model": dict(model_config)})
+    return parser.instantiate_classes(config)["model"]
+
+
+def load_bundle(directory: str | Path, dtype: str = "fp32", map_location: str = "cpu") -> LightningModule:
+    """The exported module in eval mode with its weights, ready for inference.
+
+    `dtype="fp16"` or `"bf16"` loads the half-precision copy when the bundle has one.
+    """
+    directory = Path(directory)
+    manifest_path = directory / BUNDLE_FILE
+    if not manifest_path.is_file():
+        raise ExportError(f"{directory}: not an export bundle (no {BUNDLE_FILE})")
+    manifest = json.loads(manifest_path.read_text())
+    weights_name = WEIGHTS_FILE if dtype == "fp32" else f"model.{dtype}.safetensors"
+    weights_path = directory / weights_name
+    if not weights_path.is_file():
+        raise ExportError(f"{weights_path}: missing; the bundle has {manifest.get('files')}")
+    module = build_module({"class_path": manifest["class_path"], "init_args": manifest["init_args"]})
+    state = load_file(str(weights_path), device=map_location)
+    loader = getattr(module, "load_exported_state_dict", None)
+    if callable(loader):
+        loader(state)
+    else:
+        module.load_state_dict(state, strict=True)
+    if dtype != "fp32":
+        module = module.to(HALF_DTYPES[dtype])
+    return module.eval()
+
+
+def model_config_from_run(run_config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    model = (run_config or {}).get("model")
+    if isinstance(model, Mapping) and "class_path" in model:
+        return {"class_path": model["class_path"], "init_args": dict(model.get("init_args") or {})}
+    return None
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    out: Path,
+    config: Path | None = None,
+    fp16: bool = False,
+    bf16: bool = False,
+    onnx: bool = False,
+) -> Path:
+    """Export a training checkpoint as a self-contained bundle.
+
+    Args:
+        checkpoint: a `.ckpt` written by `mtl fit` (read with weights_only=True).
+        out: directory to write the bundle into.
+        config: the run's config.yaml; default: `config.yaml` of the run the checkpoint belongs to.
+        fp16: also write float16 weights.
+        bf16: also write bfloat16 weights.
+        onnx: also write model.onnx, checked with onnxruntime.
+    """
+    checkpoint = Path(checkpoint)
+    state = read_checkpoint(checkpoint)
+    if config is None:
+        candidate = checkpoint.resolve().parent.parent / "config.yaml"
+        config = candidate if candidate.is_file() else None
+    run_config = yaml.safe_load(Path(config).read_text()) if config else None
+    model_config = model_config_from_run(run_config)
+    hparams = dict(state.get("hyper_parameters") or {})
+    if model_config is None:
+        if "_class_path" not in hparams:
+            raise ExportError(
+                f"{checkpoint}: cannot tell which LightningModule it belongs to: no config.yaml beside the run "
+                "and no `_class_path` in its hyperparameters; pass --config"
+            )
+        class_path = hparams.pop("_class_path")
+        hparams.pop("_instantiator", None)
+        model_config = {"class_path": class_path, "init_args": hparams}
+    module = build_module(model_config)
+    module.load_state_dict(state["state_dict"], strict=True)
+    metrics = {"global_step": state.get("global_step", 0), "epoch": state.get("epoch", 0)}
+    for callback_state in (state.get("callbacks") or {}).values():
+        if isinstance(callback_state, Mapping) and "best_model_score" in callback_state:
+            score = callback_state.get("best_model_score")
+            if isinstance(score, torch.Tensor):
+                metrics[f"best_{callback_state.get('monitor')}"] = score
+    out_dir = export_bundle(
+        module,
+        out,
+        model_config=model_config,
+        run_config=run_config,
+        metrics=metrics,
+        fp16=fp16,
+        bf16=bf16,
+        onnx=onnx,
+    )
+    print(f"exported {checkpoint} -> {out_dir}")
+    return out_dir

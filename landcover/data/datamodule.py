@@ -1,0 +1,222 @@
+"""LandCoverDataModule: Sentinel-2 NPZ patches -> batches `{"image": (B, C, H, W), "label": (B,)}`.
+
+`setup` finds the splits (see `landcover.data.formats` for the layouts), scans the training split
+once for per-band mean/std (on reflectance, no-data excluded), class counts and no-data counts, and
+the task copies those statistics into its buffers so they travel in every checkpoint and export.
+The dataloaders read `batch_size`, `num_workers`, `max_samples` and `sampler` when they are built,
+so StagedScaling can change them between stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from landcover.data.datasets import (
+    PatchDataset,
+    PatchSource,
+    PixelConversion,
+    load_archive_source,
+    scan,
+)
+from landcover.data.formats import DatasetMetadata, PatchFormatError
+from landcover.data.synthetic import write_synthetic_dataset
+
+
+def find_split(root: Path, split: str) -> tuple[str, Path | list[Path]] | None:
+    """("archive", file), ("patches", files) or None for `split` under `root`."""
+    archive = root / f"{split}.npz"
+    if archive.is_file():
+        return "archive", archive
+    folder = root / split
+    if folder.is_dir():
+        files = sorted(folder.rglob("*.npz"))
+        if not files:
+            raise PatchFormatError(f"{folder}: split folder has no .npz patch files")
+        return "patches", files
+    listing = root / "splits" / f"{split}.txt"
+    if listing.is_file():
+        names = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        missing = [n for n in names if not (root / n).is_file()]
+        if missing:
+            raise PatchFormatError(f"{listing}: lists {len(missing)} missing file(s), first {missing[0]!r}")
+        return "patches", [root / n for n in names]
+    return None
+
+
+class LandCoverDataModule(LightningDataModule):
+    """Train/val/test splits of NPZ patches, with statistics from the training split.
+
+    Args:
+        root: dataset directory; relative paths are relative to the working directory.
+        bands: band names the files must hold, in order; default from `<root>/dataset.json`,
+            else B02, B03, B04, B08, B11, B12.
+        class_names: class names in label order; default from `<root>/dataset.json`.
+        units: "reflectance" (float) or "dn" (Sentinel-2 L2A digital numbers, uint16); default from
+            dataset.json, else reflectance.
+        dn_offset: subtracted from DN before dividing by 10000: 1000 for processing baseline 04.00
+            (January 2022) and later, 0 before; default from dataset.json, else 0.
+        nodata: "fill" (NaN / DN 0 pixels are counted and filled with the band mean) or "error".
+        augment: random flips and 90-degree rotations of training patches.
+        batch_size: patches per batch.
+        num_workers: DataLoader worker processes.
+        max_samples: use only this many training patches (a fixed random subset); None: all.
+        sampler: "shuffle", or "weighted" to draw rare classes as often as common ones.
+        synthetic_samples: when `root` is missing or empty, first write this many synthetic patches
+            there (0: never generate, fail instead).
+        synthetic_size: height and width of synthetic patches (real patches are 224).
+        synthetic_layout: "patches" (one file per patch) or "archive" (one file per split).
+        synthetic_units: "reflectance" or "dn" (DN with the baseline 04.00 offset).
+        seed: seed for the synthetic data and the max_samples subset.
+    """
+
+    def __init__(
+        self,
+        root: str = ".cache/mtl/landcover/synthetic",
+        bands: list[str] | None = None,
+        class_names: list[str] | None = None,
+        units: Literal["reflectance", "dn"] | None = None,
+        dn_offset: int | None = None,
+        nodata: Literal["fill", "error"] = "fill",
+        augment: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        max_samples: int | None = None,
+        sampler: Literal["shuffle", "weighted"] = "shuffle",
+        synthetic_samples: int = 0,
+        synthetic_size: int = 64,
+        synthetic_layout: Literal["patches", "archive"] = "patches",
+        synthetic_units: Literal["reflectance", "dn"] = "reflectance",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.requested_bands = bands
+        self.requested_classes = class_names
+        self.requested_units = units
+        self.requested_dn_offset = dn_offset
+        self.nodata = nodata
+        self.augment = augment
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.max_samples = max_samples
+        self.sampler = sampler
+        self.synthetic_samples = synthetic_samples
+        self.synthetic_size = synthetic_size
+        self.synthetic_layout = synthetic_layout
+        self.synthetic_units = synthetic_units
+        self.seed = seed
+        self.datasets: dict[str, PatchDataset] = {}
+        self.report: dict[str, dict] = {}
+
+    # -- data on disk -------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if self.synthetic_samples > 0 and (not self.root.is_dir() or not any(self.root.iterdir())):
+            counts = write_synthetic_dataset(
+                self.root,
+                samples=self.synthetic_samples,
+                size=self.synthetic_size,
+                layout=self.synthetic_layout,
+                units=self.synthetic_units,
+                seed=self.seed,
+            )
+            rank_zero_info(f"landcover: wrote synthetic patches {counts} to {self.root}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"{self.root}: dataset root not found; write one with `mtl landcover synth --out {self.root}` "
+                "or set data.synthetic_samples"
+            )
+        metadata = DatasetMetadata.read(self.root) or DatasetMetadata()
+        self.bands = list(self.requested_bands or metadata.bands)
+        self.class_names = list(self.requested_classes or metadata.classes)
+        conversion = PixelConversion(
+            units=self.requested_units or metadata.units,
+            dn_offset=metadata.dn_offset if self.requested_dn_offset is None else self.requested_dn_offset,
+            nodata=self.nodata,
+        )
+        for split in ("train", "val", "test"):
+            found = find_split(self.root, split)
+            if found is None:
+                continue
+            kind, where = found
+            if kind == "archive":
+                source = load_archive_source(split, where, self.bands, len(self.class_names))
+            else:
+                source = PatchSource(name=split, files=where)
+            self.datasets[split] = PatchDataset(source, self.bands, len(self.class_names), conversion)
+        if stage in (None, "fit") and not {"train", "val"} <= set(self.datasets):
+            raise PatchFormatError(
+                f"{self.root}: training needs 'train' and 'val' splits as <split>.npz archives, <split>/ folders "
+                f"of patches or splits/<split>.txt lists; found {sorted(self.datasets) or 'none'} "
+                "(`mtl landcover split` makes them)"
+            )
+        for split, dataset in self.datasets.items():
+            self.report[split] = scan(dataset, len(self.class_names))
+        train = self.report.get("train")
+        if train is not None:
+            self.band_mean, self.band_std = train["band_mean"], train["band_std"]
+            self.class_counts = train["class_counts"]
+        summary = {
+            split: {
+                k: (v.tolist() if k == "class_counts" else v)
+                for k, v in r.items()
+                if "nodata" in k or k in ("samples", "class_counts")
+            }
+            for split, r in self.report.items()
+        }
+        rank_zero_info(f"landcover: {self.root} bands {self.bands}, units {conversion.units}: {summary}")
+
+    # -- loaders ------------------------------------------------------------------------------------
+    def _train_indices(self) -> np.ndarray:
+        n = len(self.datasets["train"].source)
+        if self.max_samples is None or self.max_samples >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(self.seed).permutation(n)[: self.max_samples])
+
+    def _loader(self, dataset: PatchDataset, shuffle: bool = False, sampler=None) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        base = self.datasets["train"]
+        indices = self._train_indices()
+        dataset = PatchDataset(
+            base.source, base.bands, base.num_classes, base.conversion, self.augment, indices
+        )
+        sampler = None
+        if self.sampler == "weighted":
+            labels = self.report["train"]["labels"][indices]
+            counts = np.bincount(labels, minlength=base.num_classes)
+            weights = 1.0 / counts[labels]
+            sampler = WeightedRandomSampler(
+                torch.as_tensor(weights, dtype=torch.double), num_samples=len(indices)
+            )
+        return self._loader(dataset, shuffle=True, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["val"])
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            raise PatchFormatError(f"{self.root}: no 'test' split (test.npz, test/ or splits/test.txt)")
+        return self._loader(self.datasets["test"])
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets.get("test") or self.datasets["val"])

@@ -1,0 +1,193 @@
+"""`mtl landcover <verb>`: synthetic data, stratified splits, dataset statistics and training curves.
+
+    mtl landcover synth --out data/synthetic --samples 2000 --size 224
+    mtl landcover split --source data/patches --val_fraction 0.15 --test_fraction 0.15
+    mtl landcover stats --root data/synthetic
+    mtl landcover curves --run_dir runs/landcover/baseline_cnn --out curves.png
+
+Heavy imports live inside the functions so `mtl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+LOSS_TAGS = ("train/loss", "train/loss_epoch", "val/loss")
+ACCURACY_TAGS = ("train/acc", "val/acc", "val/macro_f1")
+
+
+def synth(
+    out: Path,
+    samples: int = 1000,
+    size: int = 64,
+    layout: Literal["patches", "archive"] = "patches",
+    units: Literal["reflectance", "dn"] = "reflectance",
+    dn_offset: int = 1000,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    nodata_probability: float = 0.02,
+    seed: int = 0,
+) -> dict[str, int]:
+    """Write synthetic Sentinel-2 patches (8 Icelandic land-cover classes, imbalanced) in the NPZ layout.
+
+    Args:
+        out: dataset directory to write (train/val/test splits and dataset.json).
+        samples: number of patches in all splits together.
+        size: patch height and width in pixels (the lab's real patches are 224).
+        layout: "patches" (<out>/<split>/<class>_<i>.npz with image, label) or "archive"
+            (<out>/<split>.npz with images, labels).
+        units: "reflectance" (float32, NaN for no data) or "dn" (uint16 L2A digital numbers, 0 for no data).
+        dn_offset: DN offset of processing baseline 04.00 and later, used when units is "dn".
+        val_fraction: share of every class that goes to the validation split.
+        test_fraction: share of every class that goes to the test split.
+        nodata_probability: probability that a patch has a stripe of no-data pixels.
+        seed: random seed; the same seed writes the same dataset.
+    """
+    from landcover.data.synthetic import write_synthetic_dataset
+
+    counts = write_synthetic_dataset(
+        out,
+        samples=samples,
+        size=size,
+        layout=layout,
+        units=units,
+        dn_offset=dn_offset,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        nodata_probability=nodata_probability,
+        seed=seed,
+    )
+    print(f"wrote {sum(counts.values())} patches to {out}: {counts}")
+    return counts
+
+
+def split(
+    source: Path,
+    out: Path | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+) -> dict[str, str]:
+    """Stratified train/val/test split: each class keeps its share in every split.
+
+    Args:
+        source: a folder of per-patch .npz files (any sub-folders), or one archive .npz with
+            `images` and `labels`.
+        out: for an archive: the folder for train.npz, val.npz, test.npz (default: the archive's
+            folder). For a folder: ignored; the lists go to <source>/splits/{train,val,test}.txt.
+        val_fraction: share of every class for validation.
+        test_fraction: share of every class for testing.
+        seed: random seed of the shuffle within each class.
+    """
+    from landcover.data.splits import split_archive, split_patch_folder
+
+    source = Path(source)
+    if source.is_dir():
+        written = split_patch_folder(source, val_fraction, test_fraction, seed)
+    elif source.is_file():
+        written = split_archive(
+            source, Path(out) if out else source.parent, val_fraction, test_fraction, seed
+        )
+    else:
+        raise FileNotFoundError(f"{source}: no such folder of patches or archive .npz")
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return {name: str(path) for name, path in written.items()}
+
+
+def stats(
+    root: Path, units: Literal["reflectance", "dn"] | None = None, dn_offset: int | None = None
+) -> dict:
+    """Per split: samples, class counts, no-data patches and pixels; per-band mean/std of the training split.
+
+    Args:
+        root: dataset directory (the layouts of `landcover.data.formats`).
+        units: "reflectance" or "dn"; default from <root>/dataset.json.
+        dn_offset: DN offset (1000 for processing baseline 04.00 and later); default from dataset.json.
+    """
+    from landcover.data.datamodule import LandCoverDataModule
+
+    datamodule = LandCoverDataModule(root=str(root), units=units, dn_offset=dn_offset)
+    datamodule.setup("test")
+    summary: dict[str, Any] = {"bands": datamodule.bands, "classes": datamodule.class_names}
+    for name, report in datamodule.report.items():
+        summary[name] = {
+            "samples": report["samples"],
+            "class_counts": dict(zip(datamodule.class_names, report["class_counts"].tolist(), strict=True)),
+            "nodata_patches": report["nodata_patches"],
+            "nodata_pixels": report["nodata_pixels"],
+        }
+    if "train" in datamodule.report:
+        summary["band_mean"] = [round(float(v), 5) for v in datamodule.band_mean]
+        summary["band_std"] = [round(float(v), 5) for v in datamodule.band_std]
+    import json
+
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """All scalar series (step, value) of the TensorBoard event files in `run_dir`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not any(run_dir.glob("events.out.tfevents.*")):
+        raise FileNotFoundError(
+            f"{run_dir}: no TensorBoard event files (events.out.tfevents.*) in this run directory"
+        )
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    series: dict[str, dict[int, float]] = {}
+    for tag in accumulator.Tags()["scalars"]:
+        # A resumed run repeats steps: the later value wins.
+        series[tag] = {event.step: event.value for event in accumulator.Scalars(tag)}
+    return {tag: sorted(points.items()) for tag, points in series.items()}
+
+
+def curves(run_dir: Path, out: Path = Path("curves.png")) -> Path:
+    """Plot loss and accuracy curves (the lab's required output) from a run's TensorBoard logs.
+
+    Args:
+        run_dir: the run directory, e.g. runs/landcover/quickstart (holds events.out.tfevents.*).
+        out: PNG file to write.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scalars = read_scalars(run_dir)
+    wanted = [*LOSS_TAGS, *ACCURACY_TAGS]
+    if not any(tag in scalars for tag in wanted):
+        raise ValueError(f"{run_dir}: none of the scalars {wanted} were logged; found {sorted(scalars)}")
+    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
+    for axes, tags, label in (
+        (loss_axes, LOSS_TAGS, "loss"),
+        (acc_axes, ACCURACY_TAGS, "accuracy / macro F1"),
+    ):
+        for tag in tags:
+            if tag in scalars:
+                steps, values = zip(*scalars[tag], strict=True)
+                style = "-" if tag == "train/loss" else "o-"
+                axes.plot(
+                    steps, values, style, label=tag, alpha=0.5 if tag == "train/loss" else 1.0, markersize=3
+                )
+        axes.set_xlabel("optimizer step")
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.suptitle(str(run_dir))
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    print(f"wrote {out}")
+    return out
+
+
+def commands() -> dict[str, Callable[..., Any]]:
+    """The verbs of `mtl landcover`."""
+    return {"synth": synth, "split": split, "stats": stats, "curves": curves}

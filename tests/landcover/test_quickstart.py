@@ -1,0 +1,40 @@
+"""The landcover quickstart end to end through the real `mtl` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.export import load_bundle
+from landcover.data.formats import DEFAULT_CLASSES
+from tests.conftest import REPO
+
+QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
+
+
+def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None:
+    mtl(
+        ["fit", "--config", QUICKSTART, "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false"]
+    )
+    run = tmp_path / "runs/landcover/quickstart"
+    data = tmp_path / ".cache/mtl/landcover/quickstart"
+    assert (run / "checkpoints/last.ckpt").is_file()
+    assert len(list((data / "train").glob("*.npz"))) > 400  # generated into the cwd-relative root
+
+    metrics = json.loads((run / "export/metrics.json").read_text())
+    assert metrics["val/macro_f1"] > 0.6, metrics  # 8 classes: chance is about 0.125
+
+    task = load_bundle(run / "export")
+    assert task.class_names == list(DEFAULT_CLASSES)
+    # The normalisation statistics of the training split travel in the bundle.
+    assert torch.all(task.band_std < 1) and task.band_mean[3] > task.band_mean[0]  # NIR brighter than blue
+    with np.load(next((data / "val").glob("water_*.npz")), allow_pickle=False) as npz:
+        image = torch.from_numpy(npz["image"])[None]
+    logits = task(image)
+    assert logits.shape == (1, len(DEFAULT_CLASSES))
+
+    mtl(["landcover", "curves", "--run_dir", run, "--out", tmp_path / "curves.png"])
+    assert (tmp_path / "curves.png").stat().st_size > 10_000

@@ -1,0 +1,148 @@
+"""Chat JSONL -> token ids with loss masks, sequence packing and collation.
+
+Loss mask: only the assistant's reply and its end-of-turn token carry labels; the system and user
+turns, the template's role header and anything after the end-of-turn token are -100. The boundary is
+found by rendering the prompt with the tokenizer's chat template (`add_generation_prompt=True`) and
+checking that the full conversation starts with it, which works for templates without generation
+markers (SmolLM2's has none).
+
+Packing concatenates samples into rows of at most `max_length` tokens. Each sample keeps its own
+position ids (0, 1, 2, ... restarting at every sample); with `attention_mask=None` transformers turns
+the restarts into a block-diagonal causal mask (`masking_utils.find_packed_sequence_indices`), so a
+packed sample attends only to itself. Padding is a sample of its own with labels -100.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+IGNORE = -100
+
+
+class ChatDataError(ValueError):
+    """A chat JSONL file that cannot be used; the message names the file and line."""
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+
+
+def read_chat_jsonl(path: str | Path) -> list[list[dict[str, str]]]:
+    """The conversations of a chat JSONL file; the last turn of each must be the assistant's."""
+    path = Path(path)
+    if not path.is_file():
+        raise ChatDataError(f"{path}: chat JSONL file not found")
+    conversations = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            conversations.append(parse_chat_line(line, f"{path}:{number}"))
+    return conversations
+
+
+def parse_chat_line(line: str, where: str) -> list[dict[str, str]]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ChatDataError(f"{where}: malformed JSON line ({error.msg} at column {error.colno})") from error
+    messages = record.get("messages") if isinstance(record, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise ChatDataError(f'{where}: expected {{"messages": [{{"role": ..., "content": ...}}, ...]}}')
+    for i, message in enumerate(messages):
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("content"), str)
+            or "role" not in message
+        ):
+            raise ChatDataError(f"{where}: messages[{i}] needs a role and a string content")
+    if messages[-1]["role"] != "assistant" or not messages[-1]["content"].strip():
+        raise ChatDataError(
+            f"{where}: missing assistant turn (the last message must be the assistant's reply)"
+        )
+    return messages
+
+
+def prompt_text(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """System and user turns rendered with the chat template, ending with the assistant header."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def end_of_turn_id(tokenizer: Any) -> int:
+    """Id of the token that ends an assistant turn (`<|im_end|>` for ChatML models)."""
+    token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id is not None:
+        return token_id
+    return int(tokenizer.eos_token_id)
+
+
+def encode_conversation(tokenizer: Any, messages: list[dict[str, str]], where: str = "") -> Encoded:
+    """Token ids of the whole conversation and labels that cover only the assistant reply + end of turn."""
+    prompt = prompt_text(tokenizer, messages[:-1])
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise ChatDataError(
+            f"{where}: the chat template does not render the prompt as a prefix of the conversation"
+        )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    reply_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    eot = end_of_turn_id(tokenizer)
+    if eot not in reply_ids:
+        raise ChatDataError(f"{where}: the rendered assistant turn has no end-of-turn token (id {eot})")
+    end = reply_ids.index(eot) + 1
+    labels = [IGNORE] * len(prompt_ids) + reply_ids[:end] + [IGNORE] * (len(reply_ids) - end)
+    return Encoded(prompt_ids + reply_ids, labels)
+
+
+def pack(samples: list[Encoded], max_length: int) -> list[list[Encoded]]:
+    """Greedy in-order packing: consecutive samples share a row while they fit in `max_length`."""
+    rows: list[list[Encoded]] = []
+    current: list[Encoded] = []
+    used = 0
+    for sample in samples:
+        n = len(sample.input_ids)
+        if current and used + n > max_length:
+            rows.append(current)
+            current, used = [], 0
+        current.append(sample)
+        used += n
+    if current:
+        rows.append(current)
+    return rows
+
+
+def collate_rows(rows: list[list[Encoded]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad rows of (packed) samples to one length.
+
+    Returns `input_ids`, `labels`, `position_ids` (B, T), and `sample_index` (B, T): which sample of
+    its row each token belongs to (-1 for padding), so tests and metrics can tell samples apart.
+    """
+    length = max(sum(len(s.input_ids) for s in row) for row in rows)
+    shape = (len(rows), length)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE, dtype=torch.long)
+    position_ids = torch.zeros(shape, dtype=torch.long)
+    sample_index = torch.full(shape, -1, dtype=torch.long)
+    for b, row in enumerate(rows):
+        at = 0
+        for k, sample in enumerate(row):
+            n = len(sample.input_ids)
+            input_ids[b, at : at + n] = torch.tensor(sample.input_ids)
+            labels[b, at : at + n] = torch.tensor(sample.labels)
+            position_ids[b, at : at + n] = torch.arange(n)
+            sample_index[b, at : at + n] = k
+            at += n
+        position_ids[b, at:] = torch.arange(length - at)
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": position_ids,
+        "sample_index": sample_index,
+    }

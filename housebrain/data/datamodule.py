@@ -1,0 +1,182 @@
+"""HouseDesignDataModule: chat JSONL (one shard or the whole set) -> masked, optionally packed batches.
+
+Directory layout it reads (what `mtl housebrain generate-data` and `split` write):
+
+    <root>/train.jsonl, <root>/eval.jsonl              the whole set
+    <root>/split_03/train.jsonl [, eval.jsonl]         shard 3 (`shard: 3`); eval falls back to <root>/eval.jsonl
+
+The tokenizer is the model's: `setup` takes it from the LightningModule (`trainer.lightning_module.tokenizer`),
+so the recipe names the model once. Knobs that `StagedScaling` may change (`max_samples`, `batch_size`,
+`num_workers`, `packing`) are read when the dataloaders are built.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from housebrain.data.chat import (
+    ChatDataError,
+    Encoded,
+    collate_rows,
+    encode_conversation,
+    pack,
+    read_chat_jsonl,
+)
+from housebrain.data.generator import EVAL_FILE, TRAIN_FILE, write_dataset
+
+DEFAULT_ROOT = ".cache/mtl/housebrain/data"
+
+
+def shard_directory(root: str | Path, shard: int) -> Path:
+    return Path(root) / f"split_{shard:02d}"
+
+
+class _Rows:
+    """A list of rows (each a list of samples) as a map-style dataset."""
+
+    def __init__(self, rows: list[list[Encoded]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> list[Encoded]:
+        return self.rows[index]
+
+
+class HouseDesignDataModule(LightningDataModule):
+    """Chat SFT data for house designs.
+
+    Args:
+        root: dataset directory (see the module docstring).
+        shard: train on `<root>/split_NN` only (1-based, as written by `mtl housebrain split`).
+        max_length: longest token sequence; longer samples are counted and handled by `overlong`.
+        overlong: "truncate" (keep the first max_length tokens; the reply loses its end) or "skip".
+        packing: concatenate samples into rows of max_length tokens (block-diagonal attention).
+        batch_size: rows per batch.
+        num_workers: DataLoader workers.
+        max_samples: use only the first N training samples (None: all).
+        max_eval_samples: use only the first N eval samples (None: all).
+        synthetic_samples: when root has no train.jsonl, generate this many procedural samples there
+            first (0: never generate; a missing file is then an error).
+        seed: generator seed for synthetic data.
+    """
+
+    def __init__(
+        self,
+        root: str = DEFAULT_ROOT,
+        shard: int | None = None,
+        max_length: int = 512,
+        overlong: Literal["truncate", "skip"] = "truncate",
+        packing: bool = False,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        max_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        synthetic_samples: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.shard = shard
+        self.max_length = max_length
+        self.overlong = overlong
+        self.packing = packing
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.max_samples = max_samples
+        self.max_eval_samples = max_eval_samples
+        self.synthetic_samples = synthetic_samples
+        self.seed = seed
+        self.tokenizer: Any = None
+        self.train_samples: list[Encoded] = []
+        self.eval_samples: list[Encoded] = []
+        self.eval_conversations: list[list[dict[str, str]]] = []
+        self.stats: dict[str, Any] = {}
+
+    def files(self) -> tuple[Path, Path]:
+        """(train.jsonl, eval.jsonl) this configuration reads."""
+        root = Path(self.root)
+        directory = shard_directory(root, self.shard) if self.shard is not None else root
+        if self.shard is not None and not directory.is_dir():
+            raise ChatDataError(
+                f"{directory}: shard {self.shard} not found (run `mtl housebrain split` first)"
+            )
+        eval_file = directory / EVAL_FILE
+        return directory / TRAIN_FILE, eval_file if eval_file.is_file() else root / EVAL_FILE
+
+    def prepare_data(self) -> None:
+        root = Path(self.root)
+        if self.synthetic_samples > 0 and self.shard is None and not (root / TRAIN_FILE).is_file():
+            meta = write_dataset(root, self.synthetic_samples, eval_fraction=0.1, seed=self.seed)
+            rank_zero_info(f"HouseDesignDataModule: generated {meta['samples']} synthetic samples in {root}")
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = self.trainer.lightning_module.tokenizer
+        train_file, eval_file = self.files()
+        if stage in (None, "fit") and not self.train_samples:
+            self.train_samples = self._encode(train_file, "train")
+        if stage in (None, "fit", "validate") and not self.eval_samples and eval_file.is_file():
+            conversations = read_chat_jsonl(eval_file)[: self.max_eval_samples]
+            self.eval_conversations = conversations
+            self.eval_samples = self._encode_conversations(conversations, eval_file, "eval")
+
+    def _encode(self, path: Path, split: str) -> list[Encoded]:
+        return self._encode_conversations(read_chat_jsonl(path), path, split)
+
+    def _encode_conversations(self, conversations: list, path: Path, split: str) -> list[Encoded]:
+        encoded: list[Encoded] = []
+        overlong = 0
+        for number, messages in enumerate(conversations, start=1):
+            sample = encode_conversation(self.tokenizer, messages, f"{path}: sample {number}")
+            if len(sample.input_ids) > self.max_length:
+                overlong += 1
+                if self.overlong == "skip":
+                    continue
+                sample = Encoded(sample.input_ids[: self.max_length], sample.labels[: self.max_length])
+            encoded.append(sample)
+        lengths = [len(s.input_ids) for s in encoded]
+        self.stats[split] = {
+            "file": str(path),
+            "samples": len(conversations),
+            "overlong": overlong,
+            "overlong_action": self.overlong,
+            "kept": len(encoded),
+            "tokens": sum(lengths),
+            "max_tokens": max(lengths, default=0),
+        }
+        if overlong:
+            rank_zero_warn(
+                f"{path}: {overlong} of {len(conversations)} samples are longer than max_length={self.max_length} "
+                f"tokens and were {'skipped' if self.overlong == 'skip' else 'truncated'} (data.overlong)"
+            )
+        if not encoded:
+            raise ChatDataError(
+                f"{path}: no usable samples (all {len(conversations)} longer than max_length?)"
+            )
+        return encoded
+
+    def _loader(self, samples: list[Encoded], shuffle: bool) -> DataLoader:
+        rows = pack(samples, self.max_length) if self.packing else [[s] for s in samples]
+        pad_id = self.tokenizer.pad_token_id
+        return DataLoader(
+            _Rows(rows),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=partial(collate_rows, pad_id=pad_id),
+            persistent_workers=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_samples[: self.max_samples], shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_samples, shuffle=False)

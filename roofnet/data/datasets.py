@@ -1,0 +1,393 @@
+"""Map-style datasets over the real RID, Roofline and AIRS layouts; every sample is a dict.
+
+Keys, with `S` the configured `image_size`:
+
+    image            (3, S, S) float32 in [0, 1]                          all
+    segments         (S, S) int64 0..17 (17 background)                   RID
+    superstructures  (S, S) int64 0..8 (8 background)                     RID
+    building         (S, S) float32 0/1 (RID: segments != background)     RID, AIRS
+    lines            (C, S, S) float32 0/1, C = 3 (eave, ridge, hip) or 4  Roofline
+    line_channels    (C,) int64 indices into (eave, ridge, hip, valley)   Roofline
+    height           (S, S) float32 nDSM metres                           Roofline
+    dataset          str: "rid" | "roofline" | "airs"
+
+A label a dataset does not have is absent from its samples (never zero-filled), so each loss
+only sees real labels. AIRS tiles are read by windows; a whole tile is never loaded.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from roofnet.data.formats import (
+    RID_IMAGES,
+    RID_SEGMENTS,
+    RID_SUPERSTRUCTURES,
+    RoofDataError,
+    RooflineFile,
+    airs_pairs,
+    image_files,
+    raster_size,
+    read_image,
+    read_label,
+    read_rid_split,
+)
+from roofnet.data.scenes import SEGMENT_BACKGROUND, SEGMENT_FLAT, SUPERSTRUCTURE_BACKGROUND
+
+DATASET_NAMES = ("rid", "roofline", "airs")
+
+
+def image_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+
+
+def resize_sample(sample: dict, size: int) -> dict:
+    """Resize every raster of a sample to `size` x `size`: images bilinear, classes nearest, lines so that
+    one-pixel lines survive downsampling (max pooling), height bilinear."""
+    height, width = sample["image"].shape[-2:]
+    if (height, width) == (size, size):
+        return sample
+    out = dict(sample)
+    out["image"] = F.interpolate(sample["image"][None], (size, size), mode="bilinear", align_corners=False)[0]
+    for key in ("segments", "superstructures", "building"):
+        if key in sample:
+            value = sample[key][None, None].float()
+            out[key] = F.interpolate(value, (size, size), mode="nearest")[0, 0].to(sample[key].dtype)
+    if "lines" in sample:
+        lines = sample["lines"][None]
+        if size < height:
+            out["lines"] = F.adaptive_max_pool2d(lines, (size, size))[0]
+        else:
+            out["lines"] = F.interpolate(lines, (size, size), mode="nearest")[0]
+    if "height" in sample:
+        out["height"] = F.interpolate(sample["height"][None, None], (size, size), mode="bilinear")[0, 0]
+    return out
+
+
+def augment_sample(sample: dict, generator: torch.Generator) -> dict:
+    """Random quarter turn and mirror, keeping azimuth classes right.
+
+    A counter-clockwise quarter turn makes a north-facing roof face west: azimuth class k -> k - 4;
+    a left-right mirror swaps east and west: k -> -k (mod 16). Flat and background stay.
+    """
+    turns = int(torch.randint(0, 4, (1,), generator=generator))
+    mirror = bool(torch.randint(0, 2, (1,), generator=generator))
+    out = {}
+    for key, value in sample.items():
+        if not isinstance(value, torch.Tensor) or value.ndim < 2:
+            out[key] = value
+            continue
+        value = torch.rot90(value, turns, dims=(-2, -1))
+        out[key] = torch.flip(value, dims=(-1,)) if mirror else value
+    if "segments" in out:
+        segments = out["segments"]
+        azimuth = segments < SEGMENT_FLAT
+        classes = (segments - 4 * turns) % 16
+        if mirror:
+            classes = (-classes) % 16
+        out["segments"] = torch.where(azimuth, classes, segments)
+    return {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+
+
+class RIDDataset(Dataset):
+    """RID roof-centred images with segment and superstructure masks, for one split file.
+
+    Args:
+        root: RID root (holds images_roof_centered_geotiff/, masks_*_reviewed/, filenames_train_val_test_split/).
+        split: "train", "val" or "test".
+        split_index: which of the five released splits (1..5).
+        image_size: side length samples are resized to.
+        augment: random quarter turns and mirrors (azimuth classes remapped).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        split_index: int = 1,
+        image_size: int = 512,
+        augment: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.ids = read_rid_split(self.root, split, split_index)
+        self.image_size = image_size
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict:
+        name = self.ids[index]
+        image_path = self.root / RID_IMAGES / f"{name}.tif"
+        pixels = read_image(image_path)
+        shape = pixels.shape[:2]
+        segments = read_label(self.root / RID_SEGMENTS / f"{name}.png", range(SEGMENT_BACKGROUND + 1), shape)
+        supers = read_label(
+            self.root / RID_SUPERSTRUCTURES / f"{name}.png", range(SUPERSTRUCTURE_BACKGROUND + 1), shape
+        )
+        segments_t = torch.from_numpy(segments).long()
+        sample = {
+            "image": image_tensor(pixels),
+            "segments": segments_t,
+            "superstructures": torch.from_numpy(supers).long(),
+            "building": (segments_t != SEGMENT_BACKGROUND).float(),
+            "dataset": "rid",
+        }
+        sample = resize_sample(sample, self.image_size)
+        return augment_sample(sample, _sample_generator()) if self.augment else sample
+
+
+class RooflineDataset(Dataset):
+    """Roofline's imdb.mat instances: image, nDSM height and eave/ridge/hip(/valley) line maps.
+
+    Roofline ships no split; the last `val_fraction` of the instances are the validation split.
+
+    Args:
+        root: folder holding imdb.mat (or the path of the file itself).
+        split: "train" or "val".
+        val_fraction: share of instances (from the end) used for validation.
+        image_size: side length samples are resized to.
+        augment: random quarter turns and mirrors.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        val_fraction: float = 0.15,
+        image_size: int = 224,
+        augment: bool = False,
+    ) -> None:
+        path = Path(root)
+        self.file = RooflineFile(path if path.suffix == ".mat" else path / "imdb.mat")
+        n_val = max(round(len(self.file) * val_fraction), 1)
+        if split not in ("train", "val"):
+            raise ValueError(f"RooflineDataset.split: expected 'train' or 'val', got {split!r}")
+        self.indices = (
+            list(range(len(self.file) - n_val))
+            if split == "train"
+            else list(range(len(self.file) - n_val, len(self.file)))
+        )
+        self.image_size = image_size
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> dict:
+        i = self.indices[index]
+        elements = self.file.elements(i)
+        sample = {
+            "image": image_tensor(self.file.image(i)),
+            "lines": torch.from_numpy(elements).float(),
+            "line_channels": torch.arange(elements.shape[0]),
+            "height": torch.from_numpy(self.file.depth(i)),
+            "dataset": "roofline",
+        }
+        sample = resize_sample(sample, self.image_size)
+        return augment_sample(sample, _sample_generator()) if self.augment else sample
+
+
+class _OpenRasters:
+    """Keeps rasterio datasets open per process (reopening per window costs more than the read);
+    handles are not pickled, so each DataLoader worker opens its own."""
+
+    _handles: dict
+
+    def _handle(self, path: Path):
+        import rasterio
+
+        if path not in self._handles:
+            self._handles[path] = rasterio.open(path)
+        return self._handles[path]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handles": {}}
+
+
+class AIRSDataset(_OpenRasters, Dataset):
+    """AIRS building footprints read by windows from large tiles.
+
+    Training (`random_crops=True`): `crops` random windows per epoch, each from a random tile.
+    Validation: a grid of windows covering every tile (windows at the far edges overlap their
+    neighbour so none is padded).
+
+    Args:
+        root: AIRS root (holds train/, val/, test/).
+        split: "train", "val" or "test".
+        image_size: window side in pixels.
+        random_crops: random windows (training) instead of the covering grid.
+        crops: number of random windows per epoch.
+        augment: random quarter turns and mirrors.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        image_size: int = 512,
+        random_crops: bool = False,
+        crops: int = 100,
+        augment: bool = False,
+    ) -> None:
+        self.root = Path(root)
+        self.pairs = airs_pairs(self.root, split, labelled=split != "test")
+        self.sizes = [raster_size(image) for image, _ in self.pairs]
+        for (image, label), size in zip(self.pairs, self.sizes, strict=True):
+            if label is not None and raster_size(label) != size:
+                raise RoofDataError(
+                    f"{label}: label is {raster_size(label)}, its image {image.name} is {size}"
+                )
+        self.image_size = image_size
+        self.random_crops = random_crops
+        self.crops = crops
+        self.augment = augment
+        self.windows = [] if random_crops else self._grid()
+        self._handles: dict[Path, object] = {}
+
+    def _grid(self) -> list[tuple[int, int, int]]:
+        windows = []
+        for tile, (height, width) in enumerate(self.sizes):
+            for row in grid_starts(height, self.image_size, self.image_size):
+                for col in grid_starts(width, self.image_size, self.image_size):
+                    windows.append((tile, row, col))
+        return windows
+
+    def __len__(self) -> int:
+        return self.crops if self.random_crops else len(self.windows)
+
+    def __getitem__(self, index: int) -> dict:
+        if self.random_crops:
+            generator = _sample_generator()
+            tile = int(torch.randint(0, len(self.pairs), (1,), generator=generator))
+            height, width = self.sizes[tile]
+            row = int(torch.randint(0, max(height - self.image_size, 0) + 1, (1,), generator=generator))
+            col = int(torch.randint(0, max(width - self.image_size, 0) + 1, (1,), generator=generator))
+        else:
+            tile, row, col = self.windows[index]
+        image_path, label_path = self.pairs[tile]
+        window = (row, col, self.image_size, self.image_size)
+        sample = {
+            "image": image_tensor(read_image(image_path, window, self._handle(image_path))),
+            "dataset": "airs",
+        }
+        if label_path is not None:
+            label = read_label(label_path, (0, 1), window=window, handle=self._handle(label_path))
+            sample["building"] = torch.from_numpy(label).float()
+        return augment_sample(sample, _sample_generator()) if self.augment else sample
+
+
+def grid_starts(length: int, window: int, stride: int) -> list[int]:
+    """Window starts covering [0, length): every `stride`, the last one flush with the end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window, stride))
+    return [*starts, length - window]
+
+
+def keep_bounds(starts: Sequence[int], window: int, length: int) -> list[tuple[int, int]]:
+    """For overlapping windows at `starts`, the [begin, end) each one keeps so that they tile
+    [0, length) exactly, each boundary in the middle of the overlap (centres are predicted best)."""
+    cuts = [0]
+    for this, following in itertools.pairwise(starts):
+        cuts.append((following + this + window) // 2)
+    cuts.append(length)
+    return list(itertools.pairwise(cuts))
+
+
+class PredictionWindows(_OpenRasters, Dataset):
+    """Overlapping windows over input images of any size, for `mtl predict`.
+
+    Images no larger than `window` give one (zero-padded) window; larger ones (AIRS tiles) a grid with
+    `overlap` pixels shared between neighbours. Each item says which part of the window to keep and
+    where it goes in the full image, so the writer can stitch by windowed writes without ever
+    holding a whole tile.
+
+    Args:
+        files: input rasters (GeoTIFF, PNG, JPEG).
+        window: window side (a multiple of 32).
+        overlap: pixels shared by neighbouring windows.
+    """
+
+    def __init__(self, files: Sequence[str | Path], window: int = 512, overlap: int = 64) -> None:
+        if window % 32:
+            raise ValueError(f"predict window {window} must be a multiple of 32")
+        if not 0 <= overlap < window:
+            raise ValueError(f"predict overlap {overlap} must be in [0, {window})")
+        self.files = [Path(f) for f in files]
+        if not self.files:
+            raise RoofDataError("no input images to predict")
+        self.window, self.overlap = window, overlap
+        self.items: list[dict] = []
+        self.sizes = []
+        for index, path in enumerate(self.files):
+            height, width = raster_size(path) if path.suffix.lower() in (".tif", ".tiff") else _pil_size(path)
+            self.sizes.append((height, width))
+            rows = grid_starts(height, window, window - overlap)
+            cols = grid_starts(width, window, window - overlap)
+            for row, (top, bottom) in zip(rows, keep_bounds(rows, window, height), strict=True):
+                for col, (left, right) in zip(cols, keep_bounds(cols, window, width), strict=True):
+                    self.items.append(
+                        {"file_index": index, "row": row, "col": col, "keep": (top, bottom, left, right)}
+                    )
+        self._handles: dict[Path, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def windows_of(self, file_index: int) -> int:
+        return sum(1 for item in self.items if item["file_index"] == file_index)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        path = self.files[item["file_index"]]
+        window = (item["row"], item["col"], self.window, self.window)
+        if path.suffix.lower() in (".tif", ".tiff"):
+            pixels = read_image(path, window, self._handle(path))
+        else:
+            full = read_image(path)
+            pixels = np.zeros((self.window, self.window, 3), np.uint8)
+            part = full[item["row"] : item["row"] + self.window, item["col"] : item["col"] + self.window]
+            pixels[: part.shape[0], : part.shape[1]] = part
+        top, bottom, left, right = item["keep"]
+        return {
+            "image": image_tensor(pixels),
+            "file_index": item["file_index"],
+            "row": item["row"],
+            "col": item["col"],
+            "keep": torch.tensor([top, bottom, left, right]),
+        }
+
+
+def _pil_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (UnidentifiedImageError, OSError) as error:
+        raise RoofDataError(f"{path}: unreadable image ({error})") from error
+
+
+def _sample_generator() -> torch.Generator:
+    """A generator seeded from torch's global RNG (seeded per worker by the DataLoader, per run by
+    `seed_everything`), so crops and augmentations differ between workers and epochs yet reproduce."""
+    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+
+
+def list_prediction_inputs(path: str | Path) -> list[Path]:
+    """Input images for prediction: one file, or the image files of a folder (no *_vis.tif)."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise RoofDataError(f"{path}: no such file or folder to predict")
+    return image_files(path)

@@ -1,0 +1,324 @@
+"""Readers and writers for the on-disk layouts of RID, Roofline and AIRS (see shared/DATASETS.md).
+
+    RID       <root>/images_roof_centered_geotiff/<id>.tif            RGB GeoTIFF
+              <root>/masks_segments_reviewed/<id>.png                 uint8 0..15 azimuth, 16 flat, 17 background
+              <root>/masks_superstructures_reviewed/<id>.png          uint8 0..7, 8 background
+              <root>/filenames_train_val_test_split/{train,val,test}_filenames_{1..5}_rev.txt
+    Roofline  <root>/imdb.mat   MATLAB v7.3 (HDF5): images, depths, elements (eave, ridge, hip[, valley])
+    AIRS      <root>/{train,val,test}/image/<tile>.tif, <root>/{train,val}/label/<tile>.tif (0/1),
+              `*_vis.tif` visual copies are ignored
+
+MATLAB stores arrays column-major, so a `224x224x3xN` MATLAB array reads from HDF5 as `(N, 3, 224, 224)`
+with the two spatial axes swapped; `RooflineFile` undoes that, `write_imdb` writes it that way.
+Every reader raises `RoofDataError` naming the file and what it expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+RID_IMAGES = "images_roof_centered_geotiff"
+RID_SEGMENTS = "masks_segments_reviewed"
+RID_SUPERSTRUCTURES = "masks_superstructures_reviewed"
+RID_SPLITS = "filenames_train_val_test_split"
+ROOFLINE_FILE = "imdb.mat"
+MATLAB_HEADER = (
+    b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+)
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+class RoofDataError(ValueError):
+    """A dataset file that cannot be used; the message names the file and what was expected."""
+
+
+# -- rasters ---------------------------------------------------------------------------------------------
+def write_geotiff(
+    path: Path,
+    array: np.ndarray,
+    transform=None,
+    crs: str | None = "EPSG:25832",
+    tiled: bool = False,
+    nodata: float | None = None,
+) -> None:
+    """Write `(H, W)` or `(H, W, C)` as a GeoTIFF; tiled files (256 px blocks) allow fast window reads."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    bands = array[..., None] if array.ndim == 2 else array
+    profile = {
+        "driver": "GTiff",
+        "height": bands.shape[0],
+        "width": bands.shape[1],
+        "count": bands.shape[2],
+        "dtype": bands.dtype.name,
+        "transform": transform if transform is not None else from_origin(500000.0, 5400000.0, 0.1, 0.1),
+    }
+    if crs:
+        profile["crs"] = crs
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if tiled:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.moveaxis(bands, -1, 0))
+
+
+def raster_size(path: Path) -> tuple[int, int]:
+    """(height, width) of a raster without reading its pixels."""
+    import rasterio
+
+    try:
+        with rasterio.open(path) as src:
+            return src.height, src.width
+    except rasterio.errors.RasterioIOError as error:
+        raise RoofDataError(f"{path}: unreadable raster ({error})") from error
+
+
+def read_image(path: Path, window: tuple[int, int, int, int] | None = None, handle=None) -> np.ndarray:
+    """RGB pixels `(H, W, 3)` uint8 of a GeoTIFF/PNG/JPEG; `window` = (row, col, height, width).
+
+    Windows past the raster's edge are padded with zeros (boundless read), so every window of a
+    sliding grid has the same shape. `handle`: an open rasterio dataset to reuse.
+    """
+    array = _read_raster(path, window, handle)
+    if array.ndim != 3 or array.shape[2] < 3:
+        raise RoofDataError(f"{path}: expected an RGB image with 3 bands, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        raise RoofDataError(f"{path}: expected 8-bit RGB (uint8), got {array.dtype}")
+    return np.ascontiguousarray(array[..., :3])
+
+
+def read_label(
+    path: Path,
+    allowed: Iterable[int],
+    shape: tuple[int, int] | None = None,
+    window: tuple[int, int, int, int] | None = None,
+    handle=None,
+) -> np.ndarray:
+    """Single-band class ids `(H, W)` uint8, checked against `allowed` values and the image `shape`."""
+    array = _read_raster(path, window, handle)
+    if array.ndim == 3:
+        if array.shape[2] != 1:
+            raise RoofDataError(f"{path}: expected a single-channel mask, got {array.shape[2]} channels")
+        array = array[..., 0]
+    if shape is not None and array.shape != tuple(shape):
+        raise RoofDataError(
+            f"{path}: mask is {array.shape[0]}x{array.shape[1]}, its image is {shape[0]}x{shape[1]}"
+        )
+    allowed = np.asarray(sorted(allowed))
+    values = np.unique(array)
+    unknown = values[~np.isin(values, allowed)]
+    if unknown.size:
+        raise RoofDataError(
+            f"{path}: unknown mask values {unknown[:10].tolist()}; expected values in "
+            f"{allowed.min()}..{allowed.max()}"
+        )
+    return array.astype(np.uint8)
+
+
+def _read_raster(path: Path, window: tuple[int, int, int, int] | None, handle) -> np.ndarray:
+    """(H, W, C) array from rasterio (GeoTIFF) or Pillow (PNG/JPEG without a window)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RoofDataError(f"{path}: file not found")
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg") and window is None and handle is None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image)[..., None] if image.mode in ("L", "P", "I") else np.asarray(image)
+        except (UnidentifiedImageError, OSError) as error:
+            raise RoofDataError(f"{path}: unreadable image ({error})") from error
+    import rasterio
+    from rasterio.windows import Window
+
+    try:
+        src = handle if handle is not None else rasterio.open(path)
+    except rasterio.errors.RasterioIOError as error:
+        raise RoofDataError(f"{path}: unreadable raster ({error})") from error
+    try:
+        if window is None:
+            data = src.read()
+        else:
+            row, col, height, width = window
+            data = src.read(window=Window(col, row, width, height), boundless=True, fill_value=0)
+    except rasterio.errors.RasterioIOError as error:
+        raise RoofDataError(f"{path}: unreadable raster data ({error})") from error
+    finally:
+        if handle is None:
+            src.close()
+    return np.moveaxis(data, 0, -1)
+
+
+def write_png(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def image_files(directory: Path) -> list[Path]:
+    """Image files of a directory, sorted, without AIRS's `*_vis.tif` visual copies."""
+    return sorted(
+        p
+        for p in Path(directory).iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_vis")
+    )
+
+
+# -- RID -------------------------------------------------------------------------------------------------
+def rid_split_file(root: Path, split: str, index: int) -> Path:
+    return Path(root) / RID_SPLITS / f"{split}_filenames_{index}_rev.txt"
+
+
+def read_rid_split(root: Path, split: str, index: int) -> list[str]:
+    """Image ids (file stems) listed in one of RID's split files."""
+    path = rid_split_file(root, split, index)
+    if not path.is_file():
+        available = sorted(p.name for p in (Path(root) / RID_SPLITS).glob("*.txt"))
+        raise RoofDataError(
+            f"{path}: missing split file; expected {split}_filenames_{index}_rev.txt in {RID_SPLITS}/ "
+            f"(found {available or 'none'})"
+        )
+    ids = [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
+    if not ids:
+        raise RoofDataError(f"{path}: split file lists no image names")
+    return ids
+
+
+def write_rid_sample(
+    root: Path, name: str, image: np.ndarray, segments: np.ndarray, superstructures: np.ndarray
+):
+    write_geotiff(Path(root) / RID_IMAGES / f"{name}.tif", image)
+    write_png(Path(root) / RID_SEGMENTS / f"{name}.png", segments)
+    write_png(Path(root) / RID_SUPERSTRUCTURES / f"{name}.png", superstructures)
+
+
+def write_rid_splits(root: Path, names: Sequence[str], splits: int = 5, seed: int = 0) -> None:
+    """RID's five alternative train/val splits sharing one test set (about 70/15/15 %)."""
+    rng = np.random.default_rng(seed)
+    names = list(names)
+    test_count = max(len(names) * 15 // 100, 1)
+    test, rest = names[:test_count], names[test_count:]
+    folder = Path(root) / RID_SPLITS
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(1, splits + 1):
+        shuffled = list(rng.permutation(rest))
+        val_count = max(len(names) * 15 // 100, 1)
+        parts = {"train": sorted(shuffled[val_count:]), "val": sorted(shuffled[:val_count]), "test": test}
+        for split, members in parts.items():
+            (folder / f"{split}_filenames_{index}_rev.txt").write_text("".join(f"{m}.png\n" for m in members))
+
+
+# -- Roofline --------------------------------------------------------------------------------------------
+def write_imdb(path: Path, images: np.ndarray, depths: np.ndarray, elements: np.ndarray) -> None:
+    """Write Roofline's `imdb.mat` as MATLAB v7.3 does (HDF5 with a 512-byte MATLAB header).
+
+    Args are in row-major numpy order: images `(N, H, W, 3)` uint8, depths `(N, H, W)` float32 metres,
+    elements `(N, H, W, C)` uint8 0/1 with C = 3 (eave, ridge, hip) or 4 (+ valley).
+    """
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, array in (
+            ("images", images.transpose(0, 3, 2, 1)),
+            ("depths", depths.transpose(0, 2, 1)),
+            ("elements", elements.transpose(0, 3, 2, 1)),
+        ):
+            dataset = f.create_dataset(name, data=np.ascontiguousarray(array), chunks=(1, *array.shape[1:]))
+            dataset.attrs["MATLAB_class"] = np.bytes_("uint8" if array.dtype == np.uint8 else "single")
+    with open(path, "r+b") as f:
+        f.write(MATLAB_HEADER.ljust(116) + b"\x00" * 8 + b"\x00\x02IM")
+
+
+class RooflineFile:
+    """Lazy, per-instance access to `imdb.mat` (the file is opened on first use in each process).
+
+    `image(i)` -> (H, W, 3) uint8, `depth(i)` -> (H, W) float32 metres, `elements(i)` -> (C, H, W) uint8.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._file = None
+        if not self.path.is_file():
+            raise RoofDataError(f"{self.path}: missing; expected Roofline's imdb.mat (MATLAB v7.3 / HDF5)")
+        with self._open() as f:
+            for key in ("images", "depths", "elements"):
+                if key not in f:
+                    raise RoofDataError(
+                        f"{self.path}: no '{key}' array; expected images, depths and elements"
+                    )
+            images, depths, elements = f["images"].shape, f["depths"].shape, f["elements"].shape
+        if len(images) != 4 or images[1] != 3:
+            raise RoofDataError(
+                f"{self.path}: images has shape {images}; expected (N, 3, W, H) as MATLAB HxWx3xN"
+            )
+        n, _, w, h = images
+        if depths != (n, w, h):
+            raise RoofDataError(
+                f"{self.path}: depths has shape {depths}; expected {(n, w, h)} to match images"
+            )
+        if len(elements) != 4 or elements[0] != n or elements[2:] != (w, h) or elements[1] not in (3, 4):
+            raise RoofDataError(
+                f"{self.path}: elements has shape {elements}; expected ({n}, 3 or 4, {w}, {h}) "
+                "(eave, ridge, hip[, valley])"
+            )
+        self.length, self.size, self.line_channels = n, (h, w), elements[1]
+
+    def _open(self):
+        import h5py
+
+        try:
+            return h5py.File(self.path, "r")
+        except OSError as error:
+            raise RoofDataError(
+                f"{self.path}: unreadable; expected a MATLAB v7.3 (HDF5) file ({error})"
+            ) from error
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _array(self, key: str, index: int) -> np.ndarray:
+        if self._file is None:
+            self._file = self._open()
+        return self._file[key][index]
+
+    def image(self, index: int) -> np.ndarray:
+        return np.ascontiguousarray(self._array("images", index).transpose(2, 1, 0))
+
+    def depth(self, index: int) -> np.ndarray:
+        return np.ascontiguousarray(self._array("depths", index).T.astype(np.float32))
+
+    def elements(self, index: int) -> np.ndarray:
+        array = self._array("elements", index)
+        if array.max(initial=0) > 1:
+            raise RoofDataError(
+                f"{self.path}: elements[{index}] has values up to {array.max()}; expected 0/1"
+            )
+        return np.ascontiguousarray(array.transpose(0, 2, 1))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}  # each DataLoader worker opens its own handle
+
+
+# -- AIRS ------------------------------------------------------------------------------------------------
+def airs_pairs(root: Path, split: str, labelled: bool = True) -> list[tuple[Path, Path | None]]:
+    """(image, label) tile paths of one AIRS split; `*_vis.tif` ignored; label None when unlabelled."""
+    image_dir = Path(root) / split / "image"
+    if not image_dir.is_dir():
+        raise RoofDataError(f"{image_dir}: missing; expected AIRS layout {split}/image/*.tif")
+    pairs = []
+    for image in image_files(image_dir):
+        label = Path(root) / split / "label" / image.name
+        if labelled and not label.is_file():
+            raise RoofDataError(f"{label}: missing label tile for {image}")
+        pairs.append((image, label if label.is_file() else None))
+    if not pairs:
+        raise RoofDataError(f"{image_dir}: no image tiles (*.tif)")
+    return pairs

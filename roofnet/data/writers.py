@@ -1,0 +1,99 @@
+"""Prediction rasters: stitched by windowed writes, georeferenced like their input.
+
+For each input `<stem>.<ext>` it writes into the output folder:
+
+    <stem>_segments.tif         uint8 class ids 0..17 (17 background)
+    <stem>_superstructures.tif  uint8 class ids 0..8 (8 background)
+    <stem>_building.tif         uint8 0/1 footprint
+    <stem>_lines.tif            4 bands uint8 probability * 255: eave, ridge, hip, valley
+    <stem>_height.tif           float32 nDSM metres
+
+Each window contributes only the part `PredictionWindows` told it to keep (the centre of the overlap
+with its neighbours), so tiles of any size are written without holding them in memory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from roofnet.data.datasets import PredictionWindows
+
+OUTPUTS = {
+    "segments": ("uint8", 1),
+    "superstructures": ("uint8", 1),
+    "building": ("uint8", 1),
+    "lines": ("uint8", 4),
+    "height": ("float32", 1),
+}
+
+
+class PredictionRasterWriter:
+    """Writes the windows of one `PredictionWindows` dataset into per-input GeoTIFFs under `out_dir`."""
+
+    def __init__(self, out_dir: str | Path, dataset: PredictionWindows) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.dataset = dataset
+        self.remaining = {i: dataset.windows_of(i) for i in range(len(dataset.files))}
+        self.open: dict[int, dict[str, object]] = {}
+        self.written: list[Path] = []
+
+    def _outputs(self, file_index: int) -> dict[str, object]:
+        if file_index not in self.open:
+            import rasterio
+
+            source = self.dataset.files[file_index]
+            height, width = self.dataset.sizes[file_index]
+            crs, transform = None, None
+            if source.suffix.lower() in (".tif", ".tiff"):
+                with rasterio.open(source) as src:
+                    crs, transform = src.crs, src.transform
+            handles = {}
+            for name, (dtype, count) in OUTPUTS.items():
+                path = self.out_dir / f"{source.stem}_{name}.tif"
+                profile = {
+                    "driver": "GTiff",
+                    "height": height,
+                    "width": width,
+                    "count": count,
+                    "dtype": dtype,
+                }
+                if transform is not None:
+                    profile["transform"] = transform
+                if crs is not None:
+                    profile["crs"] = crs
+                if height * width > 4096 * 4096:
+                    profile.update(tiled=True, blockxsize=256, blockysize=256)
+                handles[name] = rasterio.open(path, "w", **profile)
+                self.written.append(path)
+            self.open[file_index] = handles
+        return self.open[file_index]
+
+    def write(self, batch: dict, outputs: dict[str, np.ndarray]) -> None:
+        """`outputs`: per item, segments/superstructures/building `(B, H, W)`, lines `(B, 4, H, W)` uint8,
+        height `(B, H, W)` float32, all at window size."""
+        from rasterio.windows import Window
+
+        for i in range(len(batch["file_index"])):
+            file_index = int(batch["file_index"][i])
+            row, col = int(batch["row"][i]), int(batch["col"][i])
+            top, bottom, left, right = (int(v) for v in batch["keep"][i])
+            handles = self._outputs(file_index)
+            target = Window(left, top, right - left, bottom - top)
+            rows, cols = slice(top - row, bottom - row), slice(left - col, right - col)
+            for name, handle in handles.items():
+                array = outputs[name][i]
+                array = array[:, rows, cols] if array.ndim == 3 else array[None, rows, cols]
+                handle.write(np.ascontiguousarray(array), window=target)
+            self.remaining[file_index] -= 1
+            if self.remaining[file_index] == 0:
+                for handle in self.open.pop(file_index).values():
+                    handle.close()
+
+    def close(self) -> None:
+        for handles in self.open.values():
+            for handle in handles.values():
+                handle.close()
+        self.open.clear()

@@ -33,9 +33,9 @@ def test_timm_backbone_adapts_local_three_band_weights_to_six(tmp_path: Path) ->
     torch.testing.assert_close(stem[:, :3], rgb * 3 / 6)  # RGB filters repeated and rescaled
     torch.testing.assert_close(stem[:, 3:], stem[:, :3])
     assert model(torch.randn(2, 6, 32, 32)).shape == (2, 8)
-    with pytest.raises(FileNotFoundError, match="missing.pth: pretrained weights file"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth: pretrained weights file"):
         build_classifier("test_resnet", 6, 8, weights=str(tmp_path / "missing.pth"))
-    with pytest.raises(ValueError, match="unknown timm model 'resnet_typo'"):
+    with pytest.raises(ValueError, match=r"unknown timm model 'resnet_typo'"):
         build_classifier("resnet_typo", 6, 8)
 
 

@@ -1,0 +1,78 @@
+"""Training options through the real command line (in this process): losses, optimisers, schedules,
+early stopping, gradient accumulation, the weighted sampler, TensorBoard reports and `mtl test`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from common.cli import main
+from landcover.data.formats import DEFAULT_CLASSES
+from tests.conftest import REPO
+
+QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
+TINY = [
+    "--config", str(QUICKSTART),
+    "--data.synthetic_samples", "160", "--data.synthetic_size", "16", "--data.batch_size", "16",
+    "--model.init_args.width", "4", "--model.init_args.depth", "2", "--model.init_args.example_size", "16",
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+]  # fmt: skip
+
+
+def test_focal_sgd_plateau_accumulation_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    early_stopping = {
+        "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+        "init_args": {"monitor": "val/macro_f1", "mode": "max", "patience": 1, "min_delta": 1.0},
+    }
+    main(
+        [
+            "fit", *TINY, "--name", "landcover/options", "--trainer.max_epochs", "6",
+            "--model.init_args.loss", "focal", "--model.init_args.class_weighting", "balanced",
+            "--model.init_args.label_smoothing", "0.1", "--model.init_args.optimizer", "sgd",
+            "--model.init_args.scheduler", "plateau", "--model.init_args.lr", "0.05",
+            "--trainer.accumulate_grad_batches", "2", "--data.sampler", "weighted",
+            "--trainer.callbacks", json.dumps([early_stopping]),
+        ]
+    )  # fmt: skip
+    run = tmp_path / "runs/landcover/options"
+    state = torch.load(run / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    # min_delta 1.0 cannot be met: early stopping ends the run after epoch 0 plus `patience` epochs.
+    assert state["epoch"] == 2
+    assert (
+        state["global_step"] == 2 * 4
+    )  # 108 patches: 7 batches per epoch, accumulated by 2 -> 4 optimizer steps
+    weights = state["state_dict"]["class_weight"]
+    counts = state["state_dict"]["train_class_counts"]
+    assert counts.sum() == 108 and torch.argmin(weights) == torch.argmax(
+        counts
+    )  # commonest class: lowest weight
+    assert state["lr_schedulers"][0]["mode"] == "max"
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "tensors": 0})
+    events.Reload()
+    assert "val/confusion_matrix" in events.Tags()["images"]
+    assert any("per_class_report" in tag for tag in events.Tags()["tensors"])
+    assert {"val/macro_f1", "val/acc", "val/precision", "val/recall", "val/f1_urban"} <= set(
+        events.Tags()["scalars"]
+    )
+
+    main(["test", *TINY, "--name", "landcover/options", "--ckpt_path", str(run / "checkpoints/last.ckpt")])
+    report = json.loads((run / "test_report.json").read_text())
+    assert [row["class"] for row in report] == list(DEFAULT_CLASSES)
+    assert sum(row["support"] for row in report) == 26
+
+
+@pytest.mark.parametrize("recipe", ["baseline_cnn", "resnet18", "efficientnet_b0"])
+def test_recipes_build_their_model_and_data(recipe: str) -> None:
+    from common.cli import MtlCLI
+
+    cli = MtlCLI(args=["--config", str(REPO / f"configs/landcover/{recipe}.yaml")], run=False)
+    expected = "BaselineCNN" if recipe == "baseline_cnn" else "TimmClassifier"
+    assert type(cli.model.model).__name__ == expected
+    assert cli.model.eval()(torch.zeros(1, 6, 32, 32)).shape == (1, 8)
+    assert cli.datamodule.synthetic_samples > 0

@@ -241,7 +241,7 @@ class RoofDataModule(LightningDataModule):
         """Per-channel mean and std `(3,)` of up to `samples` training images per dataset."""
         images = []
         for name in self.phases:
-            dataset = self.dataset(name, train=False if name == "airs" else True)
+            dataset = self.dataset(name, train=name != "airs")
             for index in range(min(samples, len(dataset))):
                 images.append(dataset[index]["image"].flatten(1))
         pixels = torch.cat(images, dim=1)

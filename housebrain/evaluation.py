@@ -11,6 +11,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+
+from housebrain.data.chat import IGNORE
 from housebrain.design.validator import validate_design
 
 FIELDS = ("floors", "bedrooms", "bathrooms", "area_m2", "cost_total")
@@ -99,3 +103,66 @@ def mean_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
         "field_accuracy": "field_accuracy",
     }
     return {label: sum(r[key] for r in rows) / len(rows) for key, label in names.items()}
+
+
+def masked_loss(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean next-token cross-entropy, correct predictions, counted tokens) over labels != -100.
+
+    logits (B, T, V) predict the token after each position; labels (B, T) are the input ids with -100
+    where no loss is wanted.
+    """
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != IGNORE
+    count = mask.sum()
+    loss = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+    correct = ((shift_logits.argmax(-1) == shift_labels) & mask).sum()
+    return loss / count.clamp(min=1), correct, count
+
+
+@torch.no_grad()
+def evaluate_conversations(
+    model: Any, tokenizer: Any, conversations: list, max_length: int = 1024
+) -> dict[str, float]:
+    """Eval loss and token accuracy of a (peft) causal LM on chat conversations, one at a time."""
+    from housebrain.data.chat import collate_rows, encode_conversation
+
+    total_loss, correct, count = 0.0, 0, 0
+    device = next(model.parameters()).device
+    for messages in conversations:
+        sample = encode_conversation(tokenizer, messages)
+        sample.input_ids, sample.labels = sample.input_ids[:max_length], sample.labels[:max_length]
+        batch = collate_rows([[sample]], tokenizer.pad_token_id)
+        logits = model(
+            input_ids=batch["input_ids"].to(device),
+            position_ids=batch["position_ids"].to(device),
+            use_cache=False,
+        ).logits
+        loss, hits, n = masked_loss(logits, batch["labels"].to(device))
+        total_loss += float(loss) * int(n)
+        correct += int(hits)
+        count += int(n)
+    return {"loss": total_loss / max(count, 1), "token_accuracy": correct / max(count, 1)}
+
+
+def generation_rates(
+    model: Any, tokenizer: Any, conversations: list, max_new_tokens: int = 1024
+) -> dict[str, float]:
+    """JSON parse / schema-valid / validator pass rates and field accuracy of greedy replies."""
+    from housebrain.data.generator import requirements_from_prompt
+    from housebrain.models.causal_lm import generate_reply
+
+    scores = []
+    for messages in conversations:
+        reply = generate_reply(model, tokenizer, messages[:-1], max_new_tokens)
+        scores.append(
+            score_reply(requirements_from_prompt(messages[1]["content"]), messages[-1]["content"], reply)
+        )
+    return mean_scores(scores)

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from housebrain.data.chat import IGNORE, end_of_turn_id, prompt_text
+from housebrain.data.chat import end_of_turn_id
 from housebrain.data.generator import requirements_from_prompt
-from housebrain.evaluation import mean_scores, score_reply
-from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, load_causal_lm
+from housebrain.evaluation import masked_loss, mean_scores, score_reply
+from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, generate_reply, load_causal_lm
 
 ADAPTER_DIR = "adapter"
 SOURCE_FILE = "housebrain.json"
@@ -43,28 +42,6 @@ def build_lora_model(base: torch.nn.Module, r: int, alpha: int, dropout: float, 
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
     )
     return get_peft_model(base, config)
-
-
-def masked_loss(
-    logits: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(mean next-token cross-entropy, correct predictions, counted tokens) over labels != -100.
-
-    logits (B, T, V) predict the token after each position; labels (B, T) are the input ids with -100
-    where no loss is wanted.
-    """
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    mask = shift_labels != IGNORE
-    count = mask.sum()
-    loss = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
-        shift_labels.reshape(-1),
-        ignore_index=IGNORE,
-        reduction="sum",
-    )
-    correct = ((shift_logits.argmax(-1) == shift_labels) & mask).sum()
-    return loss / count.clamp(min=1), correct, count
 
 
 class HouseDesignSFT(LightningModule):
@@ -170,26 +147,14 @@ class HouseDesignSFT(LightningModule):
         if val_loss is not None:
             self.log("val/select", float(val_loss) - validity)
 
-    @torch.no_grad()
     def generate(self, messages: list[dict[str, str]], max_new_tokens: int = 512) -> str:
         """Greedy reply of the model to a conversation that ends with the user's turn."""
-        ids = self.tokenizer(
-            prompt_text(self.tokenizer, messages), add_special_tokens=False, return_tensors="pt"
-        )
-        input_ids = ids["input_ids"].to(self.device)
         was_training = self.training
         self.eval()
-        output = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=torch.ones_like(input_ids),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            eos_token_id=self.end_of_turn,
-            pad_token_id=self.tokenizer.pad_token_id,
-            use_cache=True,
-        )
-        self.train(was_training)
-        return self.tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)
+        try:
+            return generate_reply(self.model, self.tokenizer, messages, max_new_tokens)
+        finally:
+            self.train(was_training)
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]

@@ -1,10 +1,233 @@
-"""`mtl housebrain <verb>`: generate-data, split, merge, design, validate."""
+"""`mtl housebrain <verb>`: generate-data, split, validate, design, merge, tiny-model.
+
+    mtl housebrain generate-data --samples 500000 --out data/hb --workers 2
+    mtl housebrain split --source data/hb --shards 6 --out data/hb-splits --zip true
+    mtl housebrain merge --adapters runs/a/export runs/b/export --strategy average --out merged --eval data/hb/eval.jsonl
+    mtl housebrain design --model merged/merged --requirements req.json --out design/
+
+Heavy imports (torch, transformers, peft) happen inside the verbs so `mtl --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
+def generate_data(
+    samples: int = 1000,
+    out: str = "data/housebrain",
+    workers: int = 1,
+    eval_fraction: float = 0.02,
+    seed: int = 0,
+    validate: bool = True,
+) -> dict[str, Any]:
+    """Write procedural house designs as chat JSONL (train.jsonl, eval.jsonl, meta.json).
+
+    Args:
+        samples: number of samples in total (train + eval).
+        out: output directory.
+        workers: processes generating in parallel (the files do not depend on it).
+        eval_fraction: share of samples in eval.jsonl (at least one).
+        seed: dataset seed; the same seed gives the same files.
+        validate: run the validator on every design (a failure is a generator bug and stops the run).
+    """
+    from housebrain.data.generator import write_dataset
+
+    meta = write_dataset(
+        out, samples, eval_fraction=eval_fraction, seed=seed, workers=workers, validate=validate
+    )
+    print(
+        f"wrote {meta['train']} train + {meta['eval']} eval samples to {out} in {meta['seconds']:.1f} s "
+        f"({meta['samples_per_second']:.0f} samples/s, {workers} worker(s), validated={validate})"
+    )
+    return meta
+
+
+def split(
+    source: str, shards: int = 6, out: str = "data/housebrain-splits", seed: int = 0, zip: bool = False
+) -> dict[str, Any]:
+    """Split train.jsonl into balanced, disjoint shards split_01..split_NN with a manifest.
+
+    Args:
+        source: dataset directory holding train.jsonl (and eval.jsonl, copied into every shard).
+        shards: number of shards.
+        out: output directory (split_NN/ folders, manifest.json, split_NN.zip).
+        seed: permutation seed; the same source and seed give identical shards.
+        zip: also write one split_NN.zip archive per shard.
+    """
+    from housebrain.data.shards import split_dataset
+
+    manifest = split_dataset(source, shards, out, seed=seed, archive=zip)
+    counts = ", ".join(f"{s['name']}: {s['train']}" for s in manifest["shards"])
+    print(
+        f"split {manifest['samples']} samples into {shards} shards in {out} ({counts}); manifest.json written"
+    )
+    return manifest
+
+
+def validate(requirements: str, design: str) -> dict[str, Any]:
+    """Check a design JSON file against a requirements JSON file; print the findings.
+
+    Args:
+        requirements: requirements JSON file.
+        design: design JSON file (or a model reply containing one JSON object).
+    """
+    from housebrain.design.validator import validate_design
+    from housebrain.evaluation import extract_json
+
+    report = validate_design(_read_json(requirements), extract_json(Path(design).read_text()))
+    result = report.to_dict()
+    print(json.dumps(result, indent=2))
+    if not report.passed:
+        sys.exit(1)
+    return result
+
+
+def design(
+    requirements: str,
+    model: str | None = None,
+    design_file: str | None = None,
+    out: str = "design",
+    max_new_tokens: int = 1024,
+) -> dict[str, Any]:
+    """Design a house with a trained model (or draw a given design): JSON, findings, SVG per level, OBJ.
+
+    Prints the design JSON and the validator's findings; writes design.json (the raw reply when it is
+    not JSON), findings.json, level_<n>.svg for every level and massing.obj into `out`.
+
+    Args:
+        requirements: requirements JSON file (plot, floors, bedrooms, bathrooms, budget, ...).
+        model: export bundle, peft adapter directory, merged model directory or .gguf file.
+        design_file: draw this design JSON instead of generating one.
+        out: output directory.
+        max_new_tokens: generation length limit.
+    """
+    from housebrain.data.generator import SYSTEM_PROMPT, USER_PREFIX
+    from housebrain.design.render import floor_plan_svg, massing_obj
+    from housebrain.design.schema import Requirements
+    from housebrain.design.validator import validate_design
+    from housebrain.evaluation import extract_json
+
+    req_data = _read_json(requirements)
+    req = Requirements.model_validate(req_data)
+    if design_file:
+        reply = Path(design_file).read_text()
+    elif model:
+        from housebrain.models.causal_lm import generate_reply, load_for_inference
+
+        lm, tokenizer = load_for_inference(model)
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": USER_PREFIX + json.dumps(req_data, separators=(",", ":"))},
+        ]
+        reply = generate_reply(lm, tokenizer, messages, max_new_tokens)
+    else:
+        raise ValueError("give --model (to generate a design) or --design_file (to draw one)")
+    text = extract_json(reply)
+    report = validate_design(req, text)
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "design.json").write_text(text if report.parsed else reply)
+    (directory / "findings.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    written = ["design.json", "findings.json"]
+    if report.design is not None:
+        for level in report.design.levels:
+            name = f"level_{level.level}.svg"
+            (directory / name).write_text(floor_plan_svg(level, req))
+            written.append(name)
+        (directory / "massing.obj").write_text(massing_obj(report.design))
+        written.append("massing.obj")
+    print(text)
+    print(json.dumps(report.to_dict(), indent=2))
+    print(f"wrote {', '.join(written)} to {directory}")
+    return {"passed": report.passed, "files": written}
+
+
+def merge(
+    adapters: list[str],
+    out: str,
+    strategy: str = "average",
+    weights: list[float] | None = None,
+    metric: str = "val/loss",
+    density: float = 0.5,
+    eval: str | None = None,
+    eval_samples: int = 16,
+    generate_samples: int = 0,
+    max_length: int = 1024,
+    base: str | None = None,
+) -> dict[str, Any]:
+    """Merge LoRA adapters; export a peft adapter dir and a merged full model; report against each input.
+
+    Writes `out/adapter/` (peft, loadable with PeftModel.from_pretrained), `out/merged/` (transformers
+    model with the merge folded into the weights), `out/report.json` and `out/report.md`.
+
+    Args:
+        adapters: adapter directories or export bundles (their `adapter/` is used).
+        out: output directory.
+        strategy: average | weighted | best (exact or selection) or ties | dare_ties | dare_linear (peft).
+        weights: merge weights for weighted/ties/dare (normalised); default for weighted: inverse eval
+            loss, from the bundles' metrics.json or from --eval.
+        metric: metric in the bundles' metrics.json that `weighted` and `best` use (lower is better).
+        density: fraction of weights kept by ties/dare.
+        eval: chat JSONL to evaluate every adapter and the merge on (eval loss, token accuracy).
+        eval_samples: number of eval samples used.
+        generate_samples: eval prompts answered by generation for JSON/validator pass rates (0: skip).
+        max_length: samples longer than this many tokens are truncated for the eval loss.
+        base: base model path; default: the one recorded in the adapters (housebrain.json).
+    """
+    from housebrain.merging import merge_adapters
+
+    report = merge_adapters(
+        adapters,
+        out,
+        strategy=strategy,
+        weights=weights,
+        metric=metric,
+        density=density,
+        eval_file=eval,
+        eval_samples=eval_samples,
+        generate_samples=generate_samples,
+        max_length=max_length,
+        base=base,
+    )
+    print(Path(out, "report.md").read_text())
+    return report
+
+
+def tiny_model(out: str = ".cache/mtl/housebrain/tiny-llama", samples: int = 300) -> str:
+    """Write a tiny random Llama with a tokenizer trained offline on generated designs (for tests/demos).
+
+    Args:
+        out: model directory.
+        samples: generated samples the tokenizer is trained on.
+    """
+    from housebrain.models.causal_lm import ensure_tiny_llama
+
+    path = ensure_tiny_llama(out, samples)
+    print(f"tiny model in {path}")
+    return str(path)
+
+
+def _read_json(path: str) -> Any:
+    file = Path(path)
+    try:
+        return json.loads(file.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{file}: file not found") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{file}: not valid JSON ({error.msg} at line {error.lineno})") from error
+
+
 def commands() -> dict[str, Callable[..., Any]]:
-    return {}
+    return {
+        "generate-data": generate_data,
+        "split": split,
+        "validate": validate,
+        "design": design,
+        "merge": merge,
+        "tiny-model": tiny_model,
+    }

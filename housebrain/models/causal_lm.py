@@ -153,3 +153,55 @@ def ensure_tiny_llama(out_dir: str | Path, samples: int = 300) -> Path:
 
     texts = [m["content"] for i in range(samples) for m in sample(10_000_000 + i)["messages"]]
     return write_tiny_llama(out, texts)
+
+
+def load_adapter_model(
+    adapter_dir: str | Path, base: str | Path | None = None
+) -> tuple[torch.nn.Module, Any]:
+    """(PeftModel, tokenizer) from an adapter directory; the base path comes from its housebrain.json."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if base is None:
+        source = adapter_dir / "housebrain.json"
+        if not source.is_file():
+            raise ModelSourceError(
+                f"{adapter_dir}: no housebrain.json naming the base model; pass the base path"
+            )
+        base = json.loads(source.read_text())["model_path"]
+    model, tokenizer = load_causal_lm(base)
+    return PeftModel.from_pretrained(model, str(adapter_dir)), tokenizer
+
+
+def load_for_inference(path: str | Path) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) from a merged HF directory, a .gguf, a peft adapter directory or an export bundle."""
+    path = Path(path)
+    if (path / "adapter" / "adapter_config.json").is_file():
+        path = path / "adapter"
+    if (path / "adapter_config.json").is_file():
+        model, tokenizer = load_adapter_model(path)
+    else:
+        model, tokenizer = load_causal_lm(path)
+    return model.eval(), tokenizer
+
+
+@torch.no_grad()
+def generate_reply(
+    model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new_tokens: int = 512
+) -> str:
+    """Greedy reply to a conversation that ends with the user's turn (stops at the end-of-turn token)."""
+    from housebrain.data.chat import end_of_turn_id, prompt_text
+
+    ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False, return_tensors="pt")
+    device = next(model.parameters()).device
+    input_ids = ids["input_ids"].to(device)
+    output = model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=end_of_turn_id(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        use_cache=True,
+    )
+    return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)

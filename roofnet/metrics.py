@@ -167,7 +167,7 @@ class HeightErrors(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         errors = torch.cat(self.errors) if isinstance(self.errors, list) else self.errors
         nmad = (
-            1.4826 * (errors - errors.median()).abs().median()
+            1.4826 * _median((errors - _median(errors)).abs())
             if errors.numel()
             else torch.tensor(float("nan"))
         )
@@ -178,3 +178,8 @@ class HeightErrors(Metric):
             "nmad": nmad.float(),
             "delta1": (self.delta_hits / self.delta_count.clamp_min(1)).float(),
         }
+
+
+def _median(values: torch.Tensor) -> torch.Tensor:
+    """The median (the mean of the two middle values for even counts, unlike `Tensor.median`)."""
+    return torch.quantile(values.float(), 0.5)

@@ -1,0 +1,162 @@
+"""The multi-task model, its masked losses and the roof metrics, without a Trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import default_collate
+
+from roofnet.data import RIDDataset, RooflineDataset
+from roofnet.data.datasets import PredictionWindows
+from roofnet.data.formats import write_geotiff
+from roofnet.data.writers import PredictionRasterWriter
+from roofnet.metrics import BuildingIoU, ClassIoU, HeightErrors, LineFScore, boundary_band
+from roofnet.models import RoofNet
+from roofnet.task import RoofTask
+
+SMALL = {"decoder_channels": [16, 16, 16, 16, 16]}
+
+
+def test_model_has_one_head_per_task_at_input_resolution() -> None:
+    outputs = RoofNet(decoder_channels=(16, 16, 16, 16, 16))(torch.rand(2, 3, 32, 64))
+    shapes = {name: tuple(value.shape) for name, value in outputs.items()}
+    assert shapes == {
+        "segments": (2, 18, 32, 64),
+        "superstructures": (2, 9, 32, 64),
+        "building": (2, 32, 64),
+        "boundary": (2, 32, 64),
+        "lines": (2, 4, 32, 64),
+        "height": (2, 32, 64),
+    }
+    with pytest.raises(ValueError, match="70x64: both sides must be multiples of 32"):
+        RoofNet(decoder_channels=(16, 16, 16, 16, 16))(torch.rand(1, 3, 70, 64))
+
+
+def test_encoder_weights_come_from_a_local_file(tmp_path: Path) -> None:
+    source = RoofNet(decoder_channels=(16, 16, 16, 16, 16))
+    path = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in source.encoder.state_dict().items()}, str(path))
+    loaded = RoofNet(decoder_channels=(16, 16, 16, 16, 16), encoder_weights_path=str(path))
+    assert torch.equal(loaded.encoder.conv1.weight, source.encoder.conv1.weight)
+    save_file({"unrelated": torch.zeros(3)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match=r"bad\.safetensors: no tensor matches"):
+        RoofNet(encoder_weights_path=str(tmp_path / "bad.safetensors"))
+
+
+def test_each_dataset_trains_only_the_losses_it_has_labels_for(synthetic_root: Path) -> None:
+    task = RoofTask(**SMALL)
+    rid = default_collate([RIDDataset(synthetic_root / "rid", "train", 1, 32)[i] for i in range(2)])
+    roofline = default_collate(
+        [RooflineDataset(synthetic_root / "roofline", "train", image_size=32)[i] for i in range(2)]
+    )
+    assert set(task.task_losses(task(rid["image"]), rid)) == {
+        "segments",
+        "superstructures",
+        "building",
+        "boundary",
+    }
+    assert set(task.task_losses(task(roofline["image"]), roofline)) == {"lines", "height"}
+    assert set(
+        RoofTask(loss_weights={"height": 0}, **SMALL).task_losses(task(roofline["image"]), roofline)
+    ) == {"lines"}
+    with pytest.raises(ValueError, match=r"unknown tasks \['depth'\]"):
+        RoofTask(loss_weights={"depth": 1.0})
+
+
+def test_training_steps_reduce_the_loss_with_uncertainty_weighting(synthetic_root: Path) -> None:
+    torch.manual_seed(0)
+    task = RoofTask(uncertainty_weighting=True, lr=3e-3, **SMALL)
+    batch = default_collate([RIDDataset(synthetic_root / "rid", "train", 1, 32)[i] for i in range(2)])
+    optimizer = task.configure_optimizers()
+    losses = []
+    for _ in range(10):
+        loss = task.total_loss(task.task_losses(task(batch["image"]), batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert task.log_variances.grad is not None and task.log_variances.grad[:4].abs().sum() > 0
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_class_iou_ignores_classes_that_never_occur() -> None:
+    metric = ClassIoU(4)
+    target = torch.tensor([[0, 0, 1, 1]])
+    metric.update(torch.tensor([[0, 1, 1, 1]]), target)
+    result = metric.compute()
+    assert result["iou"][:2].tolist() == pytest.approx([0.5, 2 / 3])
+    assert result["iou"][2:].isnan().all()
+    assert result["miou"].item() == pytest.approx((0.5 + 2 / 3) / 2)
+
+
+def test_boundary_iou_is_about_the_outline() -> None:
+    target = torch.zeros(1, 100, 100)
+    target[:, 20:80, 20:80] = 1
+    assert boundary_band(target > 0).sum() == 60 * 60 - 54 * 54  # d = 2 % of the diagonal = 3 px
+    metric = BuildingIoU()
+    metric.update(target * 20 - 10, target)
+    assert metric.compute()["boundary_iou"] == 1.0
+    shifted = torch.roll(target, 3, dims=2)
+    metric = BuildingIoU()
+    metric.update(shifted * 20 - 10, target)
+    result = metric.compute()
+    assert result["iou"] > 0.85 and result["boundary_iou"] < 0.6  # the outline moved, the area hardly
+
+
+def test_line_fscore_tolerates_small_offsets_only() -> None:
+    target = torch.zeros(1, 2, 32, 32)
+    target[0, 0, 10, :] = 1
+    logits = torch.full((1, 4, 32, 32), -10.0)
+    logits[0, 0, 11, :] = 10.0  # one pixel off
+    channels = torch.tensor([0, 1])
+    strict, tolerant = LineFScore(4, tolerance=0), LineFScore(4, tolerance=2)
+    strict.update(logits, target, channels)
+    tolerant.update(logits, target, channels)
+    assert strict.compute()["fscore"][0] == 0.0
+    result = tolerant.compute()
+    assert result["fscore"][0] == 1.0
+    assert result["fscore"][1:].isnan().all()  # no true ridge, hip or valley pixels: not scored
+
+
+def test_height_errors() -> None:
+    metric = HeightErrors(min_height=1.0)
+    target = torch.tensor([[0.0, 2.0, 4.0, 8.0]])
+    metric.update(target + torch.tensor([[0.0, 0.2, -2.0, 0.2]]), target)
+    result = metric.compute()
+    assert result["mae"] == pytest.approx(0.6)
+    assert result["rmse"] == pytest.approx((4.08 / 4) ** 0.5)
+    assert result["delta1"] == pytest.approx(2 / 3)
+    assert result["nmad"] == pytest.approx(1.4826 * 0.1, rel=1e-3)
+
+
+def test_prediction_windows_are_stitched_exactly(tmp_path: Path) -> None:
+    """Writing each window's own pixels back must rebuild the input, georeferencing included."""
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 17, (300, 500, 3), dtype=np.uint8)
+    source = tmp_path / "tile.tif"
+    write_geotiff(source, pixels, from_origin(1570000.0, 5180000.0, 0.075, 0.075), "EPSG:2193")
+    windows = PredictionWindows([source], window=128, overlap=32)
+    writer = PredictionRasterWriter(tmp_path / "out", windows)
+    for start in range(0, len(windows), 3):
+        batch = default_collate([windows[i] for i in range(start, min(start + 3, len(windows)))])
+        red = (batch["image"][:, 0] * 255).round().to(torch.uint8).numpy()
+        outputs = {
+            "segments": red,
+            "superstructures": red,
+            "building": red,
+            "lines": np.repeat(red[:, None], 4, 1),
+            "height": red.astype(np.float32),
+        }
+        writer.write(batch, outputs)
+    assert not writer.open  # every file closed once its last window is written
+    import rasterio
+
+    with rasterio.open(tmp_path / "out" / "tile_segments.tif") as result:
+        assert result.crs.to_epsg() == 2193 and result.transform.c == 1570000.0
+        assert np.array_equal(result.read(1), pixels[..., 0])

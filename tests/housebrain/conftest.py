@@ -5,6 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Four engineers share two cores: one intra-op thread per process avoids oversubscription (20x slower).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +25,18 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("data") / "designs"
     write_dataset(root, 48, eval_fraction=0.125, seed=3)
     return root
+
+
+@pytest.fixture
+def housebrain_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run `mtl housebrain ARGS` in this process (same jsonargparse parser, no interpreter start-up)."""
+    from common.cli import run_commands
+    from housebrain.tools import commands
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the `mtl` subprocesses the same test starts
+
+    def run(args: list[str]):
+        return run_commands(commands(), [str(a) for a in args], prog="mtl housebrain")
+
+    return run

@@ -1,0 +1,165 @@
+"""Memory-mapped datasets: reading one sample touches only that sample's bytes.
+
+Each file is opened with `np.load(mmap_mode="r", allow_pickle=False)` the first time a worker needs it
+(memory maps are not pickled to workers), so a DataLoader worker's RSS stays flat in the number of
+files, and one sample is a 1.4 MB copy out of the page cache instead of a 700 MB `np.load`.
+
+Samples are raw: seismic as stored (float32, or float16 from `mtl fwi cache`), velocity in m/s. The
+normalisation lives in the task, with statistics in its buffers, so inference cannot use other numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from fwi.data.families import FAMILIES, N_RECEIVERS, SOURCE_X, UNKNOWN_FAMILY
+from fwi.data.formats import FilePair, FwiDataError, check_test_file
+
+log = logging.getLogger(__name__)
+MIRROR_MIDDLE_MODES = ("shift", "keep")
+
+
+def open_memmap(path: Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def mirror_sample(seismic: np.ndarray, velocity: np.ndarray | None, middle: str = "shift"):
+    """Flip x and reverse the source order: a mirrored survey of the mirrored model.
+
+    Sources sit at x = 0, 17, 34, 52, 69 on a 70-wide grid; mirroring sends x to 69 - x, so 0<->69 and
+    17<->52 swap exactly, but the middle source 34 lands at 35, where no source was fired. With
+    `middle="shift"` the mirrored middle gather is moved one receiver towards x = 0 (receiver r takes
+    the value of r + 1, the last receiver repeated), which re-centres its source on 34: exact for
+    laterally invariant media and one cell (10 m) of lateral shift otherwise. `middle="keep"` leaves
+    it at 35 (a 10 m source-position error). Shapes: seismic (5, T, 70), velocity (1, 70, 70).
+    """
+    if middle not in MIRROR_MIDDLE_MODES:
+        raise ValueError(f"mirror middle mode must be one of {MIRROR_MIDDLE_MODES}, got {middle!r}")
+    mirrored = seismic[::-1, :, ::-1].copy()
+    if middle == "shift":
+        centre = len(SOURCE_X) // 2
+        mirrored[centre, :, :-1] = mirrored[centre, :, 1:].copy()
+    flipped = None if velocity is None else velocity[:, :, ::-1].copy()
+    return mirrored, flipped
+
+
+def _check_finite(array: np.ndarray, path: Path, index: int, what: str) -> None:
+    if not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise FwiDataError(f"{path}: sample {index}: {bad} NaN/inf value(s) in the {what}")
+
+
+class ShotGatherDataset(Dataset):
+    """(seismic, velocity, family) samples over OpenFWI-layout file pairs.
+
+    Args:
+        pairs: file pairs from `fwi.data.formats.discover_pairs`.
+        max_samples: use only this many samples, spread evenly over all files (None: all).
+        mirror_probability: chance of the mirror augmentation per sample (0 for validation).
+        mirror_middle: "shift" or "keep"; see `mirror_sample`.
+        on_bad: "error" raises for NaN/inf samples naming file and index; "skip" logs and counts them
+            and the collate function leaves them out of the batch.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[FilePair],
+        max_samples: int | None = None,
+        mirror_probability: float = 0.0,
+        mirror_middle: str = "shift",
+        on_bad: str = "error",
+    ) -> None:
+        self.pairs = list(pairs)
+        self.offsets = np.cumsum([0] + [p.count for p in self.pairs])
+        total = int(self.offsets[-1])
+        if max_samples is not None and max_samples < total:
+            self.indices = np.linspace(0, total - 1, num=max(max_samples, 0)).round().astype(np.int64)
+        else:
+            self.indices = np.arange(total, dtype=np.int64)
+        self.mirror_probability = mirror_probability
+        self.mirror_middle = mirror_middle
+        self.on_bad = on_bad
+        self.skipped = 0
+        self._maps: dict[Path, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_maps"] = {}
+        return state
+
+    def _array(self, path: Path) -> np.ndarray:
+        array = self._maps.get(path)
+        if array is None:
+            array = self._maps[path] = open_memmap(path)
+        return array
+
+    def locate(self, item: int) -> tuple[FilePair, int]:
+        flat = int(self.indices[item])
+        file_index = int(np.searchsorted(self.offsets, flat, side="right") - 1)
+        return self.pairs[file_index], flat - int(self.offsets[file_index])
+
+    def __getitem__(self, item: int) -> dict[str, Any] | None:
+        pair, index = self.locate(item)
+        seismic = np.array(self._array(pair.seismic)[index])
+        velocity = np.array(self._array(pair.velocity)[index], dtype=np.float32)
+        try:
+            _check_finite(seismic, pair.seismic, index, "shot gathers")
+            _check_finite(velocity, pair.velocity, index, "velocity map")
+        except FwiDataError as error:
+            if self.on_bad != "skip":
+                raise
+            self.skipped += 1
+            log.warning("skipping bad sample (%d so far in this process): %s", self.skipped, error)
+            return None
+        mirrored = False
+        # torch's generator: seeded per worker by Lightning's seed_everything(workers=True).
+        if self.mirror_probability > 0 and float(torch.rand(())) < self.mirror_probability:
+            seismic, velocity = mirror_sample(seismic, velocity, self.mirror_middle)
+            mirrored = True
+        return {
+            "seismic": torch.from_numpy(seismic),
+            "velocity": torch.from_numpy(velocity),
+            "family": FAMILIES.index(pair.family),
+            "mirrored": mirrored,
+        }
+
+
+class KaggleTestDataset(Dataset):
+    """Kaggle test gathers `<oid>.npy` (5, 1000, 70), memory-mapped one file per item."""
+
+    def __init__(self, files: Sequence[Path], check: bool = True) -> None:
+        self.files = [Path(f) for f in files]
+        if check:
+            for path in self.files:
+                check_test_file(path)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        path = self.files[item]
+        seismic = np.array(open_memmap(path))
+        _check_finite(seismic, path, 0, "shot gathers")
+        return {"seismic": torch.from_numpy(seismic), "family": UNKNOWN_FAMILY, "oid": path.stem}
+
+
+def collate_skipping_bad(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """default_collate without the samples a dataset skipped (None); an all-bad batch is empty."""
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        return {
+            "seismic": torch.zeros(0, 5, 1000, N_RECEIVERS),
+            "velocity": torch.zeros(0, 1, 70, 70),
+            "family": torch.zeros(0, dtype=torch.long),
+        }
+    return default_collate(kept)

@@ -1,0 +1,218 @@
+"""VelocityInversionTask: gathers -> velocity maps, with the reference normalisation in its buffers.
+
+Losses are on normalised velocity ([-1, 1]): `l1_weight * L1 + l2_weight * MSE` (OpenFWI trains
+InversionNet with L1 + L2). Metrics, overall and per family: MAE, RMSE and SSIM on the [-1, 1] scale
+(as the OpenFWI paper reports) and MAE in m/s (as Kaggle scores). TensorBoard gets, once per
+validation, predicted against true velocity maps and a few input shot gathers.
+
+The seismic limits per family (raw amplitude min/max of the training files) are copied from the
+datamodule into buffers when fit starts, so checkpoints and export bundles carry them; `forward`
+takes raw gathers and returns m/s, which is all inference needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
+from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+from fwi.data.families import FAMILIES, SEISMIC_SHAPE, VELOCITY_MAX, VELOCITY_MIN
+from fwi.data.normalization import denormalize_velocity, normalize_seismic, normalize_velocity
+from fwi.models import build_model
+
+VELOCITY_SCALE = (VELOCITY_MAX - VELOCITY_MIN) / 2  # 1500: [-1, 1] MAE -> m/s
+
+
+class PerFamilyMAE(Metric):
+    """MAE on [-1, 1] for each OpenFWI family (NaN where a family had no samples)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", torch.zeros(len(FAMILIES), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.zeros(len(FAMILIES), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor, family: torch.Tensor) -> None:
+        per_sample = (pred - target).abs().flatten(1).mean(1).double()
+        known = family >= 0
+        self.total.index_add_(0, family[known], per_sample[known])
+        self.count.index_add_(0, family[known], torch.ones_like(per_sample[known]))
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count
+
+
+class VelocityInversionTask(LightningModule):
+    """Train any registered velocity-inversion network (see `fwi.models.MODELS`).
+
+    Args:
+        model: registered model name: "inversionnet" or "specproj_unet".
+        model_args: keyword arguments of that model (e.g. {"width": 0.25}).
+        l1_weight: weight of the L1 loss on normalised velocity.
+        l2_weight: weight of the MSE loss on normalised velocity.
+        lr: AdamW learning rate (OpenFWI: 1e-4).
+        weight_decay: AdamW weight decay (OpenFWI: 1e-4).
+        normalization: "family" uses each sample's family limits, "global" the union over families
+            (what a Kaggle test file, whose family is unknown, always gets).
+        log_images: write velocity maps and gathers to TensorBoard at each validation.
+    """
+
+    def __init__(
+        self,
+        model: str = "inversionnet",
+        model_args: dict[str, Any] | None = None,
+        l1_weight: float = 1.0,
+        l2_weight: float = 0.0,
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        normalization: str = "family",
+        log_images: bool = True,
+    ) -> None:
+        super().__init__()
+        if normalization not in ("family", "global"):
+            raise ValueError(f"normalization must be 'family' or 'global', got {normalization!r}")
+        self.save_hyperparameters()
+        self.net = build_model(model, **(model_args or {}))
+        n = len(FAMILIES)
+        self.register_buffer("seismic_low", torch.full((n,), float("nan")))
+        self.register_buffer("seismic_high", torch.full((n,), float("nan")))
+        self.register_buffer("float16_inputs", torch.tensor(False))
+        metrics = MetricCollection(
+            {
+                "mae": MeanAbsoluteError(),
+                "rmse": MeanSquaredError(squared=False),
+                "ssim": StructuralSimilarityIndexMeasure(data_range=2.0),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_family_mae = PerFamilyMAE()
+        self.test_family_mae = PerFamilyMAE()
+        self.example_input_array = torch.zeros(1, *SEISMIC_SHAPE)
+
+    # -- statistics -------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        low = getattr(datamodule, "seismic_low", None)
+        if stage == "fit" and low is not None:
+            self.seismic_low.copy_(torch.as_tensor(low, dtype=torch.float32))
+            self.seismic_high.copy_(torch.as_tensor(datamodule.seismic_high, dtype=torch.float32))
+            self.float16_inputs.fill_(bool(datamodule.float16_inputs))
+
+    def limits(self, family: torch.Tensor | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw amplitude limits per sample (B,): the family's, or the global ones when unknown."""
+        known = torch.isfinite(self.seismic_low)
+        if not known.any():
+            raise RuntimeError(
+                "VelocityInversionTask has no seismic normalisation limits: train it with FwiDataModule "
+                "(they are computed from the training files) or load a checkpoint/bundle that has them"
+            )
+        low = self.seismic_low[known].min().expand(batch)
+        high = self.seismic_high[known].max().expand(batch)
+        if family is not None and self.hparams.normalization == "family":
+            family = family.to(self.seismic_low.device).long()
+            safe = family.clamp(min=0)
+            use = (family >= 0) & torch.isfinite(self.seismic_low[safe])
+            low = torch.where(use, self.seismic_low[safe], low)
+            high = torch.where(use, self.seismic_high[safe], high)
+        return low, high
+
+    def normalized_prediction(
+        self, seismic: torch.Tensor, family: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Raw gathers (B, 5, 1000, 70) -> predicted velocity on [-1, 1], (B, 1, 70, 70)."""
+        if bool(self.float16_inputs):
+            seismic = seismic.half()  # what the model saw in training, even when given float32
+        low, high = self.limits(family, seismic.shape[0])
+        return self.net(normalize_seismic(seismic, low, high).to(self.dtype))
+
+    def forward(self, seismic: torch.Tensor, family: torch.Tensor | None = None) -> torch.Tensor:
+        """Raw gathers (B, 5, 1000, 70) -> velocity in m/s (B, 1, 70, 70), float32."""
+        return denormalize_velocity(self.normalized_prediction(seismic, family).float())
+
+    # -- steps ------------------------------------------------------------------------------------
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        l1 = F.l1_loss(pred, target)
+        l2 = F.mse_loss(pred, target)
+        return self.hparams.l1_weight * l1 + self.hparams.l2_weight * l2, {"l1": l1, "l2": l2}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        if batch["seismic"].shape[0] == 0:
+            return None  # every sample of the batch was skipped as bad (on_bad="skip")
+        pred = self.normalized_prediction(batch["seismic"], batch["family"])
+        loss, parts = self._loss(pred.float(), normalize_velocity(batch["velocity"]))
+        size = batch["seismic"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{k}": v for k, v in parts.items()}, batch_size=size)
+        return loss
+
+    def _evaluate(
+        self, batch: dict[str, Any], metrics: MetricCollection, family_mae: PerFamilyMAE, prefix: str
+    ):
+        if batch["seismic"].shape[0] == 0:
+            return None
+        pred = self.normalized_prediction(batch["seismic"], batch["family"]).float()
+        target = normalize_velocity(batch["velocity"])
+        loss, _ = self._loss(pred, target)
+        metrics.update(pred, target)
+        family_mae.update(pred, target, batch["family"])
+        self.log(f"{prefix}/loss", loss, prog_bar=True, batch_size=pred.shape[0])
+        return pred
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        pred = self._evaluate(batch, self.val_metrics, self.val_family_mae, "val")
+        if batch_idx == 0 and pred is not None and self.hparams.log_images:
+            self._log_images(batch, pred)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_metrics, self.test_family_mae, "test")
+
+    def _log_epoch_metrics(self, metrics: MetricCollection, family_mae: PerFamilyMAE, prefix: str) -> None:
+        values = metrics.compute()
+        values[f"{prefix}/mae_ms"] = values[f"{prefix}/mae"] * VELOCITY_SCALE
+        per_family = family_mae.compute()
+        for name, value in zip(FAMILIES, per_family, strict=True):
+            if torch.isfinite(value):
+                values[f"{prefix}/mae/{name}"] = value.float()
+                values[f"{prefix}/mae_ms/{name}"] = value.float() * VELOCITY_SCALE
+        self.log_dict(values)
+        metrics.reset()
+        family_mae.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.val_metrics, self.val_family_mae, "val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics(self.test_metrics, self.test_family_mae, "test")
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        family = batch.get("family")
+        return {
+            "velocity": self(batch["seismic"], family if isinstance(family, torch.Tensor) else None),
+            "oid": batch.get("oid"),
+        }
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, betas=(0.9, 0.999), weight_decay=self.hparams.weight_decay
+        )
+
+    # -- TensorBoard ------------------------------------------------------------------------------
+    def _log_images(self, batch: dict[str, Any], pred: torch.Tensor) -> None:
+        logger = self.logger
+        if not isinstance(logger, TensorBoardLogger) or self.trainer.sanity_checking:
+            return
+        from fwi.plots import gather_image, velocity_panel
+
+        n = min(4, pred.shape[0])
+        true = normalize_velocity(batch["velocity"][:n]).float()
+        logger.experiment.add_image(
+            "val/velocity_true_pred_error", velocity_panel(true, pred[:n]), self.global_step
+        )
+        logger.experiment.add_image("val/shot_gather", gather_image(batch["seismic"][0]), self.global_step)

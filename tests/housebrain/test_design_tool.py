@@ -1,0 +1,64 @@
+"""`mtl housebrain design` and `validate`: JSON, findings, an SVG per level and an OBJ massing model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from housebrain.data.generator import requirements_from_prompt, sample
+
+
+def write_pair(directory: Path, floors: int = 2) -> tuple[Path, Path]:
+    seed = next(
+        s
+        for s in range(100)
+        if requirements_from_prompt(sample(s)["messages"][1]["content"])["floors"] == floors
+    )
+    messages = sample(seed)["messages"]
+    req, design = directory / "req.json", directory / "design.json"
+    req.write_text(json.dumps(requirements_from_prompt(messages[1]["content"])))
+    design.write_text(messages[2]["content"])
+    return req, design
+
+
+def test_design_draws_every_level(housebrain_cli, tmp_path: Path) -> None:
+    req, design = write_pair(tmp_path, floors=2)
+    result = housebrain_cli(["design", "--requirements", req, "--design_file", design, "--out", "out"])
+    assert result["passed"]
+    for level in (0, 1):
+        svg = (tmp_path / f"out/level_{level}.svg").read_text()
+        assert svg.startswith("<svg") and svg.count("<polygon") == len(
+            json.loads(design.read_text())["levels"][level]["rooms"]
+        )
+    obj = (tmp_path / "out/massing.obj").read_text()
+    rooms = sum(len(level["rooms"]) for level in json.loads(design.read_text())["levels"])
+    assert obj.count("\nv ") == 8 * rooms and obj.count("\nf ") == 6 * rooms
+    assert json.loads((tmp_path / "out/findings.json").read_text())["passed"] is True
+
+
+def test_design_with_a_model_reports_findings(housebrain_cli, tmp_path: Path, tiny_model: Path) -> None:
+    req, _ = write_pair(tmp_path, floors=1)
+    housebrain_cli(
+        ["design", "--requirements", req, "--model", tiny_model, "--out", "gen", "--max_new_tokens", "16"]
+    )
+    findings = json.loads((tmp_path / "gen/findings.json").read_text())
+    assert findings["passed"] is False and findings["findings"]  # a random model does not write a house
+    assert (tmp_path / "gen/design.json").is_file()
+
+
+def test_validate_exits_nonzero_on_errors(
+    housebrain_cli, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    req, design = write_pair(tmp_path, floors=1)
+    housebrain_cli(["validate", "--requirements", req, "--design", design])
+    data = json.loads(design.read_text())
+    data["cost"]["total"] += 5000
+    design.write_text(json.dumps(data) + "\n")
+    with pytest.raises(SystemExit):
+        housebrain_cli(["validate", "--requirements", req, "--design", design])
+    assert '"rule": "total"' in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"req\.json: not valid JSON"):
+        req.write_text("{plot")
+        housebrain_cli(["validate", "--requirements", req, "--design", design])

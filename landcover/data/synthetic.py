@@ -124,6 +124,8 @@ def write_synthetic_dataset(
     counts = {}
     for split, idx in stratified_split(labels, val_fraction, test_fraction, seed).items():
         counts[split] = len(idx)
+        if not len(idx):
+            continue
         if layout == "archive":
             write_archive(out / f"{split}.npz", stored[idx], labels[idx], bands)
             continue

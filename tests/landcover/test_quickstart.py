@@ -6,26 +6,26 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from common.export import load_bundle
 from landcover.data.formats import DEFAULT_CLASSES
+from landcover.tools import curves
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
 
 
 def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None:
-    mtl(
-        ["fit", "--config", QUICKSTART, "--trainer.max_epochs", "3", "--trainer.enable_progress_bar", "false"]
-    )
+    mtl(["fit", "--config", QUICKSTART, "--trainer.max_epochs", "3", "--data.synthetic_samples", "480"])
     run = tmp_path / "runs/landcover/quickstart"
     data = tmp_path / ".cache/mtl/landcover/quickstart"
     assert (run / "checkpoints/last.ckpt").is_file()
-    assert len(list((data / "train").glob("*.npz"))) > 400  # generated into the cwd-relative root
+    assert len(list((data / "train").glob("*.npz"))) > 250  # generated into the cwd-relative root
 
     metrics = json.loads((run / "export/metrics.json").read_text())
-    assert metrics["val/macro_f1"] > 0.6, metrics  # 8 classes: chance is about 0.125
+    assert metrics["val/macro_f1"] > 0.5, metrics  # 8 classes: chance is about 0.125
 
     task = load_bundle(run / "export")
     assert task.class_names == list(DEFAULT_CLASSES)
@@ -36,5 +36,7 @@ def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None
     logits = task(image)
     assert logits.shape == (1, len(DEFAULT_CLASSES))
 
-    mtl(["landcover", "curves", "--run_dir", run, "--out", tmp_path / "curves.png"])
+    curves(run_dir=run, out=tmp_path / "curves.png")  # the CLI verb runs in tests/landcover/test_slurm.py
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
+        curves(run_dir=tmp_path, out=tmp_path / "none.png")

@@ -317,7 +317,7 @@ def write_dataset(
         if workers > 1:
             import multiprocessing
 
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            with multiprocessing.get_context().Pool(workers) as pool:
                 results = pool.imap(_lines, jobs)
                 written = _write(results, train, evaluation, samples - n_eval)
         else:

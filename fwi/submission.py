@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from fwi.data.datasets import KaggleTestDataset, mirror_sample
 from fwi.data.families import VELOCITY_MAX, VELOCITY_MIN, WIDTH
-from fwi.data.formats import test_files
+from fwi.data.formats import kaggle_test_files
 
 COLUMNS = ["oid_ypos", *(f"x_{x}" for x in range(1, WIDTH, 2))]
 RANGE_TOLERANCE = 1e-2  # m/s, float rounding at the ends of tanh's range
@@ -86,7 +86,7 @@ def write_submission(
     """Write the CSV to `out` (via `out.partial`, moved into place only when every row is valid)."""
     task = load_task(checkpoint, device)
     loader = DataLoader(
-        KaggleTestDataset(test_files(test_dir)), batch_size=batch_size, num_workers=num_workers
+        KaggleTestDataset(kaggle_test_files(test_dir)), batch_size=batch_size, num_workers=num_workers
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

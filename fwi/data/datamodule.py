@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from fwi.data.datasets import KaggleTestDataset, ShotGatherDataset, collate_skipping_bad
 from fwi.data.families import SAMPLES_PER_FILE
-from fwi.data.formats import FilePair, discover_pairs, test_files
+from fwi.data.formats import FilePair, discover_pairs, kaggle_test_files
 from fwi.data.normalization import seismic_limits
 from fwi.data.splits import make_split
 
@@ -164,5 +164,5 @@ class FwiDataModule(LightningDataModule):
             raise ValueError(
                 "FwiDataModule.test_dir: predict needs the Kaggle test directory of <oid>.npy files"
             )
-        dataset = KaggleTestDataset(test_files(self.hparams.test_dir))
+        dataset = KaggleTestDataset(kaggle_test_files(self.hparams.test_dir))
         return DataLoader(dataset, batch_size=self.batch_size, num_workers=self.num_workers)

@@ -173,15 +173,15 @@ def discover_pairs(root: str | Path, family: str | None = None, on_bad: str = "e
     pairs: list[FilePair] = []
     for directory, name in groups:
         found = pair_family_dir(directory, name, on_bad=on_bad)
-        _check_orphans(directory, found, on_bad)
+        _check_orphans(directory, on_bad)
         pairs.extend(found)
     if not pairs:
-        raise FwiDataError(f"{root}: no seismic files (data/dataN.npy or seis*_1_*.npy) found")
+        raise FwiDataError(f"{root}: no usable seismic files (data/dataN.npy or seis*_1_*.npy) found")
     return pairs
 
 
-def _check_orphans(directory: Path, pairs: list[FilePair], on_bad: str) -> None:
-    known = {p.velocity.resolve() for p in pairs}
+def _check_orphans(directory: Path, on_bad: str) -> None:
+    known = {_velocity_partner(seismic).resolve() for seismic in seismic_files(directory)}
     velocity_files = list((directory / "model").glob("model*.npy")) + list(directory.glob("vel*.npy"))
     for velocity in sorted(velocity_files):
         if velocity.resolve() not in known:
@@ -196,7 +196,7 @@ def _check_orphans(directory: Path, pairs: list[FilePair], on_bad: str) -> None:
             log.warning("skipping %s", message)
 
 
-def test_files(test_dir: str | Path) -> list[Path]:
+def kaggle_test_files(test_dir: str | Path) -> list[Path]:
     """Kaggle test files `<oid>.npy`, sorted by name."""
     test_dir = Path(test_dir)
     if not test_dir.is_dir():

@@ -7,8 +7,9 @@ differences from the OpenFWI recipe (whose code was not released):
 - Solver: deepwave's constant-density scalar wave equation, 4th order in space; deepwave sub-steps
   time internally when 1 ms violates the CFL condition for fast models and resamples to 1 ms.
 - Boundaries: a 20-cell PML on all four sides (no free surface, so no surface ghosts or multiples).
-- Sign and scale: deepwave's pressure-like output for a unit-amplitude Ricker; OpenFWI's amplitudes
-  differ by a constant factor, which the per-family min-max normalisation removes.
+- Sign: deepwave's source term has the opposite sign to the convention of OpenFWI's data (there the
+  direct wave's main lobe is positive: FlatVel-A's limits are -26.95..52.77), so the output is negated.
+  With that, our FlatVel-A amplitudes span about -26..51 for a unit Ricker: the same scale.
 
 Output: `<out>/<Family>/data/dataN.npy` + `model/modelN.npy` (Vel/Style, N from 1) or
 `<out>/<Family>/seis{P}_1_{i}.npy` + `vel{P}_1_{i}.npy` (Fault, i from 0), `samples_per_file` samples
@@ -86,7 +87,7 @@ def forward_model(velocity: torch.Tensor, n_time: int = N_TIME) -> torch.Tensor:
             pml_freq=PEAK_FREQUENCY_HZ,
             accuracy=4,
         )
-    gathers = out[-1]  # (shots, receivers, time)
+    gathers = -out[-1]  # (shots, receivers, time); negated to OpenFWI's polarity (module docstring)
     return gathers.reshape(batch, N_SOURCES, N_RECEIVERS, n_time).transpose(2, 3).contiguous()
 
 

@@ -1,0 +1,151 @@
+"""Layouts, memory-mapped reading, validation errors, splits, normalisation and mirroring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fwi.data import FwiDataError, ShotGatherDataset, discover_pairs, mirror_sample
+from fwi.data.datasets import KaggleTestDataset, collate_skipping_bad
+from fwi.data.formats import kaggle_test_files
+from fwi.data.normalization import denormalize_velocity, normalize_seismic, normalize_velocity, seismic_limits
+from fwi.data.splits import make_split
+from tests.fwi.conftest import copy_tree, save
+
+
+def test_discovers_both_layouts_in_order(openfwi_root: Path) -> None:
+    pairs = discover_pairs(openfwi_root)
+    names = [(p.family, p.seismic.name, p.velocity.name, p.count) for p in pairs]
+    assert names == [
+        ("CurveFault-A", "seis2_1_0.npy", "vel2_1_0.npy", 4),
+        ("CurveFault-A", "seis2_1_1.npy", "vel2_1_1.npy", 4),
+        ("FlatVel-A", "data1.npy", "model1.npy", 4),
+        ("FlatVel-A", "data2.npy", "model2.npy", 4),
+        ("FlatVel-A", "data3.npy", "model3.npy", 4),
+    ]
+
+
+def test_kaggle_train_samples_folder_names(openfwi_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "train_samples"
+    copy_tree(openfwi_root / "FlatVel-A", root / "FlatVel_A")
+    pairs = discover_pairs(root)
+    assert {p.family for p in pairs} == {"FlatVel-A"} and len(pairs) == 3
+    single = discover_pairs(root / "FlatVel_A", family="flatvel_a")
+    assert [p.seismic for p in single] == [p.seismic for p in pairs]
+
+
+def test_dataset_reads_memory_mapped_samples_equal_to_files(openfwi_root: Path) -> None:
+    pairs = discover_pairs(openfwi_root)
+    dataset = ShotGatherDataset(pairs)
+    assert len(dataset) == 20
+    sample = dataset[9]  # third file (data1.npy after two CurveFault files), row 1
+    pair, row = dataset.locate(9)
+    assert (pair.seismic.name, row) == ("data1.npy", 1)
+    expected = np.load(pair.seismic)[row]
+    assert sample["seismic"].shape == (5, 1000, 70) and sample["velocity"].shape == (1, 70, 70)
+    np.testing.assert_array_equal(sample["seismic"].numpy(), expected)
+    assert sample["family"] == 0 and 1500 <= sample["velocity"].min() <= sample["velocity"].max() <= 4500
+    assert all(isinstance(a, np.memmap) for a in dataset._maps.values())
+    assert len(ShotGatherDataset(pairs, max_samples=5)) == 5
+
+
+def test_wrong_shape_truncated_and_unpaired_files_are_named(openfwi_root: Path, tmp_path: Path) -> None:
+    root = copy_tree(openfwi_root / "FlatVel-A", tmp_path / "FlatVel-A")
+    save(root / "data/data2.npy", np.zeros((4, 5, 999, 70), np.float32))
+    with pytest.raises(FwiDataError, match=r"data2\.npy: expected \(N, 5, 1000, 70\).*got \(4, 5, 999, 70\)"):
+        discover_pairs(tmp_path)
+    (root / "data/data2.npy").unlink()
+    with pytest.raises(FwiDataError, match=r"model2\.npy: velocity file without its seismic file"):
+        discover_pairs(tmp_path)
+    (root / "model/model2.npy").unlink()
+    data3 = root / "data/data3.npy"
+    data3.write_bytes(data3.read_bytes()[:-1000])
+    with pytest.raises(FwiDataError, match=r"data3\.npy: truncated"):
+        discover_pairs(tmp_path)
+    save(root / "data/data3.npy", np.zeros((4, 5, 1000, 70), np.int16))
+    with pytest.raises(FwiDataError, match=r"data3\.npy: expected .*float32.*got dtype int16"):
+        discover_pairs(tmp_path)
+    (root / "model/model1.npy").unlink()
+    with pytest.raises(FwiDataError, match=r"data1\.npy: no velocity file: expected its pair .*model1\.npy"):
+        discover_pairs(tmp_path)
+    with pytest.raises(FwiDataError, match="no usable seismic files"):
+        discover_pairs(tmp_path, on_bad="skip")  # data1 (no pair) and data3 (int16) skipped, nothing left
+
+
+def test_skip_mode_keeps_the_good_files(openfwi_root: Path, tmp_path: Path) -> None:
+    root = copy_tree(openfwi_root / "FlatVel-A", tmp_path / "FlatVel-A")
+    save(root / "data/data3.npy", np.zeros((4, 5, 1000, 70), np.float64))
+    pairs = discover_pairs(tmp_path, on_bad="skip")
+    assert [p.seismic.name for p in pairs] == ["data1.npy", "data2.npy"]
+
+
+def test_nan_sample_is_an_error_or_a_counted_skip(openfwi_root: Path, tmp_path: Path) -> None:
+    root = copy_tree(openfwi_root / "FlatVel-A", tmp_path / "FlatVel-A")
+    data = np.load(root / "data/data1.npy")
+    data[2, 0, 10, 5] = np.nan
+    np.save(root / "data/data1.npy", data)
+    pairs = discover_pairs(tmp_path)
+    with pytest.raises(FwiDataError, match=r"data1\.npy: sample 2: 1 NaN/inf"):
+        ShotGatherDataset(pairs)[2]
+    skipping = ShotGatherDataset(pairs, on_bad="skip")
+    batch = collate_skipping_bad([skipping[i] for i in range(4)])
+    assert batch["seismic"].shape[0] == 3 and skipping.skipped == 1
+
+
+def test_kaggle_test_files(openfwi_root: Path, tmp_path: Path) -> None:
+    gathers = np.load(openfwi_root / "FlatVel-A/data/data1.npy")
+    for i in range(3):
+        save(tmp_path / f"{1000 + i}.npy", gathers[i])
+    dataset = KaggleTestDataset(kaggle_test_files(tmp_path))
+    assert [dataset[i]["oid"] for i in range(3)] == ["1000", "1001", "1002"]
+    save(tmp_path / "bad.npy", gathers[:2])
+    with pytest.raises(FwiDataError, match=r"bad\.npy: expected \(5, 1000, 70\)"):
+        KaggleTestDataset(kaggle_test_files(tmp_path))[3]
+
+
+def test_splits_are_by_file_and_disjoint(openfwi_root: Path) -> None:
+    pairs = discover_pairs(openfwi_root)
+    files = make_split(pairs, "files", val_fraction=0.34)
+    assert [p.seismic.name for p in files["val"]] == ["seis2_1_1.npy", "data3.npy"]
+    assert len(files["train"]) == 3 and not files["test"]
+    folds = [make_split(pairs, "kfold", folds=2, fold=k) for k in range(2)]
+    val_names = [{p.seismic for p in f["val"]} for f in folds]
+    assert not val_names[0] & val_names[1] and val_names[0] | val_names[1] == {p.seismic for p in pairs}
+    held = make_split(pairs, "leave_family_out", holdout_family="curvefault_a")
+    assert {p.family for p in held["val"]} == {"CurveFault-A"} and {p.family for p in held["train"]} == {
+        "FlatVel-A"
+    }
+    with pytest.raises(ValueError, match="Style-A is not in the data"):
+        make_split(pairs, "leave_family_out", holdout_family="Style-A")
+
+
+def test_normalisation_maps_training_data_to_unit_range(openfwi_root: Path) -> None:
+    pairs = discover_pairs(openfwi_root)
+    low, high = seismic_limits(pairs, samples_per_file=None)
+    assert np.isfinite(low[[0, 6]]).all() and np.isnan(low[1])  # FlatVel-A and CurveFault-A only
+    seismic = torch.from_numpy(np.load(pairs[2].seismic))
+    x = normalize_seismic(seismic, torch.tensor(low[0]), torch.tensor(high[0]))
+    assert x.min().item() == pytest.approx(-1, abs=1e-5) or x.min() >= -1 - 1e-5
+    assert x.min() >= -1 - 1e-5 and x.max() <= 1 + 1e-5
+    v = torch.tensor([1500.0, 3000.0, 4500.0])
+    assert normalize_velocity(v).tolist() == [-1.0, 0.0, 1.0]
+    assert torch.allclose(denormalize_velocity(normalize_velocity(v)), v)
+
+
+def test_mirror_of_flat_model_is_the_same_survey(openfwi_root: Path) -> None:
+    """A laterally invariant model mirrored is itself: with the middle-source shift the gathers match."""
+    seismic = torch.from_numpy(np.load(openfwi_root / "FlatVel-A/data/data1.npy")[0])
+    velocity = torch.from_numpy(np.load(openfwi_root / "FlatVel-A/model/model1.npy")[0])
+    scale = seismic.abs().max()
+    shifted, flipped = mirror_sample(seismic, velocity, middle="shift")
+    assert torch.equal(flipped, velocity)  # flat layers
+    outer = [0, 1, 3, 4]
+    assert (shifted[outer] - seismic[outer]).abs().max() < 1e-3 * scale
+    assert (shifted[2, :, :-1] - seismic[2, :, :-1]).abs().max() < 1e-3 * scale
+    kept, _ = mirror_sample(seismic, velocity, middle="keep")
+    assert (kept[2] - seismic[2]).abs().max() > 1e-2 * scale  # the 10 m source offset is visible
+    again, _ = mirror_sample(kept, None, middle="keep")
+    assert torch.equal(again, seismic)

@@ -26,8 +26,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from common.callbacks import CheckpointExport, MemoryProbe
-from common.checkpoint import SafeCheckpointIO, read_checkpoint
+from common.callbacks import CheckpointExport, MemoryProbe, RunCheckpoint
+from common.checkpoint import CheckpointError, SafeCheckpointIO, read_checkpoint
+from common.export import ExportError
 from common.platform import platform_defaults
 
 COMMAND_GROUP = "mtl.commands"
@@ -59,9 +60,14 @@ class MtlCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--name", type=str | None, default=None, help="Run name: logs in <runs_dir>/<name>.")
         parser.add_argument(
-            "--runs_dir", type=str, default=self.platform.runs_dir, help="Root of all runs (platform default)."
+            "--name", type=str | None, default=None, help="Run name: logs in <runs_dir>/<name>."
+        )
+        parser.add_argument(
+            "--runs_dir",
+            type=str,
+            default=self.platform.runs_dir,
+            help="Root of all runs (platform default).",
         )
         parser.add_argument(
             "--checkpoint_every_n_steps",
@@ -108,7 +114,7 @@ class MtlCLI(LightningCLI):
         callbacks = _as_list(trainer_config.get("callbacks"))
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(
-                ModelCheckpoint(
+                RunCheckpoint(
                     dirpath=run_dir / "checkpoints",
                     filename="step{step:08d}",
                     auto_insert_metric_name=False,
@@ -119,6 +125,8 @@ class MtlCLI(LightningCLI):
                     mode="max",
                     save_top_k=config["keep_last_checkpoints"],
                     save_on_exception=True,
+                    # One fixed directory per run: a rerun under the same name overwrites, never last-v1.
+                    enable_version_counter=False,
                 )
             )
         if not any(isinstance(c, ProgressBar) for c in callbacks) and trainer_config.get(
@@ -154,11 +162,16 @@ def load_domain_commands(entry_point: Any) -> dict[str, Callable[..., Any]]:
     return commands() if callable(commands) else dict(commands)
 
 
-def run_commands(commands: dict[str, Callable[..., Any]], args: Sequence[str], prog: str) -> Any:
-    """Run one verb of a group with jsonargparse, which builds `--help` from signatures and docstrings."""
+def run_commands(
+    commands: dict[str, Callable[..., Any]], args: Sequence[str], prog: str, as_positional: bool = False
+) -> Any:
+    """Run one verb of a group with jsonargparse, which builds `--help` from signatures and docstrings.
+
+    Domain verbs take every parameter as an option (`--out DIR`), which reads well in recipes and notes.
+    """
     from jsonargparse import auto_cli
 
-    return auto_cli(commands, args=list(args), parser_class=_prog_parser(prog), as_positional=False)
+    return auto_cli(commands, args=list(args), parser_class=_prog_parser(prog), as_positional=as_positional)
 
 
 def _prog_parser(prog: str) -> type:
@@ -173,18 +186,29 @@ def _prog_parser(prog: str) -> type:
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    try:
+        _dispatch(args)
+    except (CheckpointError, ExportError) as error:
+        # Errors about a user's file: the message names it; a traceback would only hide that.
+        print(f"mtl: error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _dispatch(args: Sequence[str] | None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     groups = domain_command_groups()
     if argv and argv[0] == "export":
         from common.export import export_checkpoint
 
-        run_commands({"export": export_checkpoint}, argv, prog="mtl")
+        run_commands({"export": export_checkpoint}, argv, prog="mtl", as_positional=True)
         return
     if argv and argv[0] in groups:
         run_commands(load_domain_commands(groups[argv[0]]), argv[1:], prog=f"mtl {argv[0]}")
         return
     if argv and argv[0] in ("-h", "--help"):
-        print("Extra verbs: mtl export CKPT --out DIR; " + ", ".join(f"mtl {g} --help" for g in sorted(groups)))
+        print(
+            "Extra verbs: mtl export CKPT --out DIR; " + ", ".join(f"mtl {g} --help" for g in sorted(groups))
+        )
     MtlCLI(args=None if args is None else argv)
 
 

@@ -86,6 +86,10 @@ def export_bundle(
     saved hyperparameters are used, which requires `save_hyperparameters()` in its `__init__`.
     """
     out = Path(out_dir)
+    if onnx and module.example_input_array is None:
+        raise ExportError(
+            f"{class_path_of(module)}: ONNX export needs `example_input_array` set on the LightningModule"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if model_config is None:
         hparams = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
@@ -178,9 +182,13 @@ def export_onnx(module: LightningModule, path: Path, tolerance: float = 1e-4) ->
     actual = session.run(None, feed)
     if len(actual) != len(expected):
         raise ExportError(f"{path}: ONNX model has {len(actual)} outputs, PyTorch gave {len(expected)}")
-    worst = max(float(np.max(np.abs(a - e))) if a.size else 0.0 for a, e in zip(actual, expected, strict=True))
+    worst = max(
+        float(np.max(np.abs(a - e))) if a.size else 0.0 for a, e in zip(actual, expected, strict=True)
+    )
     if not worst <= tolerance:
-        raise ExportError(f"{path}: onnxruntime differs from PyTorch by {worst:.3g} (tolerance {tolerance:g})")
+        raise ExportError(
+            f"{path}: onnxruntime differs from PyTorch by {worst:.3g} (tolerance {tolerance:g})"
+        )
     return {"max_abs_difference": worst, "tolerance": tolerance, "outputs": len(actual)}
 
 
@@ -234,8 +242,9 @@ def model_config_from_run(run_config: Mapping[str, Any] | None) -> dict[str, Any
 
 def export_checkpoint(
     checkpoint: Path,
+    *,
     out: Path,
-    config: Path | None = None,
+    run_config: Path | None = None,
     fp16: bool = False,
     bf16: bool = False,
     onnx: bool = False,
@@ -245,24 +254,24 @@ def export_checkpoint(
     Args:
         checkpoint: a `.ckpt` written by `mtl fit` (read with weights_only=True).
         out: directory to write the bundle into.
-        config: the run's config.yaml; default: `config.yaml` of the run the checkpoint belongs to.
+        run_config: the run's config.yaml; default: `config.yaml` of the run the checkpoint belongs to.
         fp16: also write float16 weights.
         bf16: also write bfloat16 weights.
         onnx: also write model.onnx, checked with onnxruntime.
     """
     checkpoint = Path(checkpoint)
     state = read_checkpoint(checkpoint)
-    if config is None:
+    if run_config is None:
         candidate = checkpoint.resolve().parent.parent / "config.yaml"
-        config = candidate if candidate.is_file() else None
-    run_config = yaml.safe_load(Path(config).read_text()) if config else None
-    model_config = model_config_from_run(run_config)
+        run_config = candidate if candidate.is_file() else None
+    config = yaml.safe_load(Path(run_config).read_text()) if run_config else None
+    model_config = model_config_from_run(config)
     hparams = dict(state.get("hyper_parameters") or {})
     if model_config is None:
         if "_class_path" not in hparams:
             raise ExportError(
                 f"{checkpoint}: cannot tell which LightningModule it belongs to: no config.yaml beside the run "
-                "and no `_class_path` in its hyperparameters; pass --config"
+                "and no `_class_path` in its hyperparameters; pass --run_config"
             )
         class_path = hparams.pop("_class_path")
         hparams.pop("_instantiator", None)
@@ -279,7 +288,7 @@ def export_checkpoint(
         module,
         out,
         model_config=model_config,
-        run_config=run_config,
+        run_config=config,
         metrics=metrics,
         fp16=fp16,
         bf16=bf16,

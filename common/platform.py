@@ -77,7 +77,7 @@ def _colab_runs_dir(environ: Mapping[str, str]) -> str:
 
 def platform_defaults(
     environ: Mapping[str, str] | None = None,
-    capability: tuple[int, int] | None | str = "probe",
+    capability: tuple[int, int] | str | None = "probe",
 ) -> PlatformDefaults:
     """Defaults for the detected platform; `capability="probe"` asks the GPU itself."""
     env = os.environ if environ is None else environ

@@ -31,7 +31,7 @@ def mtl(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     output when the exit status is not the expected one.
     """
 
-    def run(args: Sequence[str], expect_ok: bool = True, cwd: Path | None = None, timeout: float = 600):
+    def run(args: Sequence[str], expect_ok: bool = True, cwd: Path | None = None, timeout: float = 300):
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
         process = subprocess.run(
             [sys.executable, "-m", "common.cli", *map(str, args)],
@@ -43,9 +43,13 @@ def mtl(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
             timeout=timeout,
         )
         if expect_ok and process.returncode != 0:
-            pytest.fail(f"mtl {' '.join(map(str, args))} exited {process.returncode}:\n{process.stdout[-6000:]}")
+            pytest.fail(
+                f"mtl {' '.join(map(str, args))} exited {process.returncode}:\n{process.stdout[-6000:]}"
+            )
         if not expect_ok and process.returncode == 0:
-            pytest.fail(f"mtl {' '.join(map(str, args))} succeeded but should have failed:\n{process.stdout[-3000:]}")
+            pytest.fail(
+                f"mtl {' '.join(map(str, args))} succeeded but should have failed:\n{process.stdout[-3000:]}"
+            )
         return process
 
     return run

@@ -2,6 +2,7 @@
 
 from common.callbacks.checkpoint_export import CheckpointExport
 from common.callbacks.memory_probe import MemoryProbe
+from common.callbacks.run_checkpoint import RunCheckpoint
 from common.callbacks.staged_scaling import StagedScaling
 
-__all__ = ["CheckpointExport", "MemoryProbe", "StagedScaling"]
+__all__ = ["CheckpointExport", "MemoryProbe", "RunCheckpoint", "StagedScaling"]

@@ -39,18 +39,14 @@ class CheckpointExport(Callback):
         self.onnx = onnx
         self.exported_to: Path | None = None
 
-    def bundle_directory(self, trainer: Trainer) -> Path:
-        if self.out_dir:
-            return Path(self.out_dir)
-        return Path(trainer.log_dir or trainer.default_root_dir) / "export"
-
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.enabled and not trainer.fast_dev_run:
-            self._export(trainer, pl_module)
+            # trainer.log_dir is a collective call under DDP: every rank asks, rank zero exports.
+            self._export(trainer, pl_module, Path(trainer.log_dir or trainer.default_root_dir))
 
     @rank_zero_only
-    def _export(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        config_path = Path(trainer.log_dir or trainer.default_root_dir) / "config.yaml"
+    def _export(self, trainer: Trainer, pl_module: LightningModule, run_dir: Path) -> None:
+        config_path = run_dir / "config.yaml"
         run_config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
         metrics = {
             **trainer.logged_metrics,
@@ -60,7 +56,7 @@ class CheckpointExport(Callback):
         }
         self.exported_to = export_bundle(
             pl_module,
-            self.bundle_directory(trainer),
+            Path(self.out_dir) if self.out_dir else run_dir / "export",
             model_config=model_config_from_run(run_config),
             run_config=run_config,
             metrics=metrics,

@@ -70,7 +70,9 @@ class MemoryProbe(Callback):
             "stopped": None,
         }
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.enabled:
             reset_cuda_peaks(self._device)
 
@@ -144,11 +146,11 @@ class MemoryProbe(Callback):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.enabled and self.summary:
-            self._write_summary(trainer)
+            # trainer.log_dir is a collective call under DDP: every rank asks, rank zero writes.
+            self._write_summary(Path(trainer.log_dir or trainer.default_root_dir))
 
     @rank_zero_only
-    def _write_summary(self, trainer: Trainer) -> None:
-        directory = Path(trainer.log_dir or trainer.default_root_dir)
+    def _write_summary(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "memory.json").write_text(json.dumps(self.summary, indent=2) + "\n")
 

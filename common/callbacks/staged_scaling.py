@@ -80,7 +80,9 @@ class _Recorder(Callback):
     losses: list[float] = field(default_factory=list)
     peak_bytes: int = 0
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if not self.step_times:
             self.step_times.append(time.perf_counter())
 
@@ -138,7 +140,9 @@ class StagedScaling(Callback):
         self.steps_per_stage = steps_per_stage
         self.memory_budget = memory_budget
         self.memory_budget_gib = memory_budget_gib
-        self.prefer_fastest = list(prefer_fastest if prefer_fastest is not None else ["batch_size", "num_workers"])
+        self.prefer_fastest = list(
+            prefer_fastest if prefer_fastest is not None else ["batch_size", "num_workers"]
+        )
         self.exponents = {**DEFAULT_EXPONENTS, **(exponents or {})}
         self.out_dir = out_dir
         self.enabled = enabled
@@ -152,7 +156,9 @@ class StagedScaling(Callback):
             return
         datamodule = trainer.datamodule
         if datamodule is None:
-            raise RuntimeError("StagedScaling needs a LightningDataModule (its knobs are datamodule attributes)")
+            raise RuntimeError(
+                "StagedScaling needs a LightningDataModule (its knobs are datamodule attributes)"
+            )
         missing = [knob for knob in self.ladder if not hasattr(datamodule, knob)]
         if missing:
             raise AttributeError(
@@ -184,7 +190,9 @@ class StagedScaling(Callback):
         try:
             chosen = self._run_stage(trainer, current, device, budget, predicted=None)
             if not chosen.passed:
-                rank_zero_info(f"StagedScaling: the first stage failed ({chosen.status}); keeping the config's values")
+                rank_zero_info(
+                    f"StagedScaling: the first stage failed ({chosen.status}); keeping the config's values"
+                )
             for knob, values in self.ladder.items():
                 if not chosen.passed:
                     break
@@ -218,14 +226,17 @@ class StagedScaling(Callback):
         trainer._checkpoint_connector.restore(str(snapshot))
         snapshot.unlink(missing_ok=True)
         garbage_collection_cuda()
-        self._write_reports(trainer)
+        # trainer.log_dir is a collective call under DDP: every rank asks, rank zero writes.
+        self._write_reports(trainer, Path(self.out_dir or trainer.log_dir or trainer.default_root_dir))
 
     def _choose(self, knob: str, passing: list[StageResult]) -> StageResult:
         if knob in self.prefer_fastest:
             return max(passing, key=lambda r: r.samples_per_second)
         return passing[-1]
 
-    def _predict_bytes(self, knob: str, value: Any, passing: list[StageResult], baseline: int) -> float | None:
+    def _predict_bytes(
+        self, knob: str, value: Any, passing: list[StageResult], baseline: int
+    ) -> float | None:
         """Peak memory at `value`, extrapolated linearly in value**exponent from the stages that passed."""
         if not passing or not isinstance(value, int | float):
             return None
@@ -247,7 +258,12 @@ class StagedScaling(Callback):
         return baseline + max(last_peak - baseline, 0.0) * target / scale(last)
 
     def _run_stage(
-        self, trainer: Trainer, settings: dict[str, Any], device: torch.device, budget: int, predicted: float | None
+        self,
+        trainer: Trainer,
+        settings: dict[str, Any],
+        device: torch.device,
+        budget: int,
+        predicted: float | None,
     ) -> StageResult:
         result = StageResult(index=len(self.results), settings=dict(settings))
         result.predicted_memory_gib = None if predicted is None else predicted / GIB
@@ -352,13 +368,14 @@ class StagedScaling(Callback):
         return "\n".join(lines) + "\n"
 
     @rank_zero_only
-    def _write_reports(self, trainer: Trainer) -> None:
-        out = Path(self.out_dir or trainer.log_dir or trainer.default_root_dir)
+    def _write_reports(self, trainer: Trainer, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         datamodule = trainer.datamodule
         summary = {"ladder": self.ladder, "chosen": self.best, "stages": self.report_rows()}
         (out / "scaling.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        (out / "scaling.md").write_text(f"# Staged scaling\n\nChosen: `{self.best}`\n\n{self.markdown_table()}")
+        (out / "scaling.md").write_text(
+            f"# Staged scaling\n\nChosen: `{self.best}`\n\n{self.markdown_table()}"
+        )
         class_path = f"{type(datamodule).__module__}.{type(datamodule).__qualname__}"
         recommended = {"data": {"class_path": class_path, "init_args": dict(self.best)}}
         (out / "recommended.yaml").write_text(

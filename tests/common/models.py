@@ -1,0 +1,67 @@
+"""Small LightningModules and DataModules for the platform tests (importable by class path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
+from torch.utils.data import DataLoader, Dataset
+
+
+class AdamBoringModel(BoringModel):
+    """BoringModel with Adam (so the optimizer has state to resume) and an ONNX example input."""
+
+    def __init__(self, hidden: int = 32, lr: float = 0.01) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.layer = torch.nn.Sequential(
+            torch.nn.Linear(32, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2)
+        )
+        self.example_input_array = torch.randn(4, 32)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+class KnobDataset(Dataset):
+    """Random vectors; holds `bytes_per_sample` of real memory per sample so memory grows with size."""
+
+    def __init__(self, samples: int, bytes_per_sample: int) -> None:
+        self.data = torch.randn(samples, 32)
+        self.ballast = np.ones((samples, max(bytes_per_sample // 8, 1)), dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.data[index]
+
+
+class KnobDataModule(LightningDataModule):
+    """A datamodule whose knobs (max_samples, batch_size) are read when dataloaders are built."""
+
+    def __init__(self, max_samples: int = 8, batch_size: int = 2, bytes_per_sample: int = 0) -> None:
+        super().__init__()
+        self.max_samples = max_samples
+        self.batch_size = batch_size
+        self.bytes_per_sample = bytes_per_sample
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(KnobDataset(self.max_samples, self.bytes_per_sample), batch_size=self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(RandomDataset(32, 8), batch_size=4)
+
+
+class OutOfMemoryAtBatch(BoringModel):
+    """Raises CUDA's out-of-memory error for batches of `oom_batch_size` or more (a simulated OOM)."""
+
+    def __init__(self, oom_batch_size: int = 8) -> None:
+        super().__init__()
+        self.oom_batch_size = oom_batch_size
+
+    def training_step(self, batch, batch_idx):
+        if batch.shape[0] >= self.oom_batch_size:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return super().training_step(batch, batch_idx)

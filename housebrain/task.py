@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torchmetrics import MeanMetric
 
 from housebrain.data.chat import end_of_turn_id
 from housebrain.data.generator import requirements_from_prompt
@@ -89,6 +90,7 @@ class HouseDesignSFT(LightningModule):
         targets = target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"]
         self.model = build_lora_model(base, lora_r, lora_alpha, lora_dropout, targets)
         self.end_of_turn = end_of_turn_id(self.tokenizer)
+        self.val_loss_mean = MeanMetric()
 
     # ---- training -------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -117,6 +119,8 @@ class HouseDesignSFT(LightningModule):
         )
         if on_step:
             self.log("train/tokens", float(batch["input_ids"].numel()), on_step=True, reduce_fx="sum")
+        else:
+            self.val_loss_mean.update(loss.detach(), weight=count)
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -124,6 +128,9 @@ class HouseDesignSFT(LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_loss_mean.reset()
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -143,9 +150,10 @@ class HouseDesignSFT(LightningModule):
             validity = rates["validator_pass_rate"]
         else:
             validity = 0.0
-        val_loss = self.trainer.callback_metrics.get("val/loss")
-        if val_loss is not None:
-            self.log("val/select", float(val_loss) - validity)
+        # this validation's token-weighted loss (callback_metrics still holds the previous one here)
+        val_loss = self.val_loss_mean.compute()
+        self.val_loss_mean.reset()
+        self.log("val/select", val_loss - validity)
 
     def generate(self, messages: list[dict[str, str]], max_new_tokens: int = 512) -> str:
         """Greedy reply of the model to a conversation that ends with the user's turn."""

@@ -41,7 +41,7 @@ def test_loss_goes_down_on_reply_tokens(tiny_model: Path, dataset: Path) -> None
 
 
 def test_quickstart_fit_checkpoints_resume_and_export(
-    mtl, tmp_path: Path, tiny_model: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
+    mtl, housebrain_cli, tmp_path: Path, tiny_model: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     shutil.copytree(dataset, tmp_path / "data")
@@ -87,6 +87,10 @@ def test_quickstart_fit_checkpoints_resume_and_export(
     assert read_checkpoint(last)["global_step"] == 6
     metrics = json.loads((run / "export/metrics.json").read_text())
     assert metrics["global_step"] == 6 and "val/loss" in metrics and "val/json_parse_rate" in metrics
+    # best.ckpt is chosen by val/select = this validation's loss minus its validator pass rate
+    assert metrics["val/select"] == pytest.approx(
+        metrics["val/loss"] - metrics["val/validator_pass_rate"], abs=1e-4
+    )
 
     bundle = load_bundle(run / "export")
     resumed = read_checkpoint(last)["state_dict"]
@@ -108,3 +112,13 @@ def test_quickstart_fit_checkpoints_resume_and_export(
     # the platform's `mtl export` works on adapter-only checkpoints too
     again = load_bundle(export_checkpoint(last, out=tmp_path / "from-ckpt"))
     torch.testing.assert_close(dict(again.named_parameters())[name], resumed[name])
+
+    # and `mtl housebrain design` takes the export bundle as its model
+    requirements = json.loads(
+        read_chat_jsonl(tmp_path / "data/eval.jsonl")[0][1]["content"].split("\n", 1)[1]
+    )
+    (tmp_path / "req.json").write_text(json.dumps(requirements))
+    housebrain_cli(
+        ["design", "--model", run / "export", "--requirements", "req.json", "--max_new_tokens", "8"]
+    )
+    assert (tmp_path / "design/findings.json").is_file()

@@ -15,15 +15,6 @@ from fwi.data.generator import forward_model, generate, ricker
 from fwi.data.velocity_models import velocity_model
 
 
-@pytest.fixture
-def one_thread():
-    """Two threads on this shared 2-core machine are 5-10x slower than one for deepwave and small convs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_velocity_models_have_the_family_structure(family: str) -> None:
     models = [velocity_model(family, np.random.default_rng(i)) for i in range(8)]

@@ -1,0 +1,91 @@
+"""The quickstart recipe through the real `mtl` CLI: generate, fit, export, reload, submit."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.export import load_bundle
+from fwi.data.formats import FwiDataError
+from fwi.submission import write_submission
+from tests.conftest import REPO
+
+SMALL = """
+trainer:
+  max_epochs: 2
+  log_every_n_steps: 1
+model:
+  init_args:
+    model_args:
+      width: 0.125
+data:
+  init_args:
+    generate_samples: 12
+    generate_samples_per_file: 4
+    batch_size: 4
+"""
+
+
+def test_quickstart_fit_export_and_submit(mtl, tmp_path: Path) -> None:
+    (tmp_path / "small.yaml").write_text(SMALL)
+    mtl(["fit", "--config", REPO / "configs/fwi/quickstart.yaml", "--config", "small.yaml"])
+
+    root = tmp_path / ".cache/mtl/fwi/quickstart/FlatVel-A"
+    assert sorted(p.name for p in (root / "data").iterdir()) == ["data1.npy", "data2.npy", "data3.npy"]
+    run = tmp_path / "runs/fwi/quickstart"
+    assert (run / "checkpoints/last.ckpt").is_file()
+    tags = tensorboard_tags(run)
+    assert {"val/velocity_true_pred_error", "val/shot_gather"} <= set(tags["images"])
+    assert {"train/loss", "val/mae", "val/rmse", "val/ssim", "val/mae_ms", "val/mae_ms/FlatVel-A"} <= set(
+        tags["scalars"]
+    )
+    module = load_bundle(run / "export")
+    assert torch.isfinite(module.seismic_low[0]) and not torch.isfinite(module.seismic_low[1])
+    gathers = np.load(root / "data/data3.npy")
+    with torch.no_grad():
+        velocity = module(torch.from_numpy(gathers[:2]))
+    assert velocity.shape == (2, 1, 70, 70) and velocity.min() >= 1500 and velocity.max() <= 4500
+    assert (run / "export/model.fp16.safetensors").is_file()
+
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    for i in range(3):
+        np.save(test_dir / f"{100 + i}.npy", gathers[i])
+    mtl(
+        [
+            "fwi",
+            "submit",
+            "--checkpoint",
+            run / "export",
+            "--test_dir",
+            test_dir,
+            "--out",
+            "sub.csv",
+            "--tta",
+            "true",
+        ]
+    )
+    rows = list(csv.reader((tmp_path / "sub.csv").open()))
+    assert rows[0] == ["oid_ypos", *(f"x_{x}" for x in range(1, 70, 2))]
+    assert len(rows) == 1 + 3 * 70 and rows[1][0] == "100_y_0" and rows[-1][0] == "102_y_69"
+    values = np.array([row[1:] for row in rows[1:]], dtype=np.float32)
+    assert values.min() >= 1500 and values.max() <= 4500
+
+    bad = gathers[0].copy()
+    bad[0, 0, 0] = np.nan
+    np.save(test_dir / "999.npy", bad)
+    with pytest.raises(FwiDataError, match=r"999\.npy: sample 0: 1 NaN/inf value\(s\) in the shot gathers"):
+        write_submission(run / "checkpoints/last.ckpt", test_dir, tmp_path / "bad.csv")
+    assert not (tmp_path / "bad.csv").exists() and not (tmp_path / "bad.csv.partial").exists()
+
+
+def tensorboard_tags(run: Path) -> dict[str, list[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events.Tags()

@@ -3,6 +3,7 @@
     mtl landcover synth --out data/synthetic --samples 2000 --size 224
     mtl landcover split --source data/patches --val_fraction 0.15 --test_fraction 0.15
     mtl landcover stats --root data/synthetic
+    mtl landcover predict --bundle runs/landcover/quickstart/export --root data/synthetic --out predictions.csv
     mtl landcover curves --run_dir runs/landcover/baseline_cnn --out curves.png
 
 Heavy imports live inside the functions so `mtl --help` stays fast.
@@ -128,6 +129,68 @@ def stats(
     return summary
 
 
+def predict(
+    bundle: Path,
+    root: Path,
+    out: Path = Path("predictions.csv"),
+    split: Literal["train", "val", "test"] = "test",
+    units: Literal["reflectance", "dn"] | None = None,
+    dn_offset: int | None = None,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Classify one split with an exported model; write a CSV of predictions and print the accuracy.
+
+    Args:
+        bundle: export bundle directory (e.g. runs/landcover/quickstart/export).
+        root: dataset directory (the layouts of `landcover.data.formats`).
+        out: CSV to write: source, label, prediction, then one probability column per class.
+        split: which split of `root` to classify.
+        units: "reflectance" or "dn"; default from <root>/dataset.json.
+        dn_offset: DN offset (1000 for processing baseline 04.00 and later); default from dataset.json.
+        batch_size: patches per forward pass.
+    """
+    import csv
+
+    import numpy as np
+    import torch
+
+    from common.export import load_bundle
+    from landcover.data.datamodule import LandCoverDataModule
+
+    task = load_bundle(bundle)
+    datamodule = LandCoverDataModule(
+        root=str(root), bands=task.bands, class_names=task.class_names, units=units, dn_offset=dn_offset
+    )
+    datamodule.setup("predict")
+    if split not in datamodule.datasets:
+        raise FileNotFoundError(f"{root}: no '{split}' split; found {sorted(datamodule.datasets)}")
+    dataset = datamodule.datasets[split]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    correct = 0
+    with out.open("w", newline="") as handle, torch.no_grad():
+        writer = csv.writer(handle)
+        writer.writerow(["source", "label", "prediction", *(f"p_{name}" for name in task.class_names)])
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset.raw(i) for i in range(start, min(start + batch_size, len(dataset)))]
+            images = torch.from_numpy(np.stack([image for image, _, _ in items]))
+            probabilities = torch.softmax(task(images), dim=1)
+            for (_, label, where), p in zip(items, probabilities, strict=True):
+                predicted = int(p.argmax())
+                correct += predicted == label
+                writer.writerow(
+                    [
+                        where,
+                        task.class_names[label],
+                        task.class_names[predicted],
+                        *(f"{v:.4f}" for v in p.tolist()),
+                    ]
+                )
+    summary = {"samples": len(dataset), "accuracy": correct / max(len(dataset), 1)}
+    print(f"wrote {out}: {summary['samples']} patches, accuracy {summary['accuracy']:.4f}")
+    return summary
+
+
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """All scalar series (step, value) of the TensorBoard event files in `run_dir`."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -190,4 +253,4 @@ def curves(run_dir: Path, out: Path = Path("curves.png")) -> Path:
 
 def commands() -> dict[str, Callable[..., Any]]:
     """The verbs of `mtl landcover`."""
-    return {"synth": synth, "split": split, "stats": stats, "curves": curves}
+    return {"synth": synth, "split": split, "stats": stats, "predict": predict, "curves": curves}

@@ -11,7 +11,7 @@ import torch
 
 from common.export import load_bundle
 from landcover.data.formats import DEFAULT_CLASSES
-from landcover.tools import curves
+from landcover.tools import curves, predict
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
@@ -35,6 +35,12 @@ def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None
         image = torch.from_numpy(npz["image"])[None]
     logits = task(image)
     assert logits.shape == (1, len(DEFAULT_CLASSES))
+
+    # The bundle alone reproduces the validation accuracy of the run (same statistics, same weights).
+    summary = predict(bundle=run / "export", root=data, split="val", out=tmp_path / "val.csv")
+    assert summary["accuracy"] == pytest.approx(metrics["val/acc"], abs=1e-6)
+    rows = (tmp_path / "val.csv").read_text().splitlines()
+    assert len(rows) == 1 + summary["samples"] and rows[0].startswith("source,label,prediction,p_water")
 
     curves(run_dir=run, out=tmp_path / "curves.png")  # the CLI verb runs in tests/landcover/test_slurm.py
     assert (tmp_path / "curves.png").stat().st_size > 10_000

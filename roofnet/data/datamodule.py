@@ -199,8 +199,12 @@ class RoofDataModule(LightningDataModule):
         return "mixed" if self.mode == "mixed" else self.phase_of_epoch(self.current_epoch)
 
     # -- loaders -------------------------------------------------------------------------------------------
-    def _limited(self, dataset: Dataset, limit: int | None) -> Dataset:
-        return Subset(dataset, range(min(limit, len(dataset)))) if limit else dataset
+    def _limited(self, dataset: Dataset, limit: int | None, spread: bool = False) -> Dataset:
+        """The first `limit` samples, or with `spread` every k-th (AIRS windows: not just the top rows)."""
+        if not limit or limit >= len(dataset):
+            return dataset
+        step = len(dataset) // limit if spread else 1
+        return Subset(dataset, range(0, step * limit, step))
 
     def _loader(self, dataset: Dataset, shuffle: bool, **kwargs) -> DataLoader:
         return DataLoader(
@@ -224,7 +228,10 @@ class RoofDataModule(LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         return [
-            self._loader(self._limited(self.dataset(name, train=False), self.val_max_samples), shuffle=False)
+            self._loader(
+                self._limited(self.dataset(name, train=False), self.val_max_samples, spread=True),
+                shuffle=False,
+            )
             for name in self.phases
         ]
 

@@ -18,7 +18,7 @@ from roofnet.metrics import BuildingIoU, ClassIoU, HeightErrors, LineFScore, bou
 from roofnet.models import RoofNet
 from roofnet.task import RoofTask
 
-SMALL = {"decoder_channels": [16, 16, 16, 16, 16]}
+SMALL = {"encoder": "tu-test_efficientnet", "decoder_channels": [16, 16, 16, 16, 16]}
 
 
 def test_model_has_one_head_per_task_at_input_resolution() -> None:

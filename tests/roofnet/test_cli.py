@@ -1,0 +1,175 @@
+"""The real `mtl` command line on the roofnet recipes: synth, fit through the phases, resume, export, predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+import yaml
+
+from common.export import load_bundle
+from roofnet.tools import check
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "configs/roofnet/quickstart.yaml"
+TINY = [
+    "--trainer.limit_train_batches", "2",
+    "--trainer.limit_val_batches", "1",
+    "--trainer.enable_progress_bar", "false",
+    "--data.image_size", "32",
+    "--data.batch_size", "2",
+    "--data.val_max_samples", "2",
+    "--data.synthetic_samples", "8",
+    "--data.synthetic_image_size", "64",
+    "--trainer.num_sanity_val_steps", "0",
+    "--model.encoder", "tu-test_efficientnet",
+    "--model.decoder_channels", "[16, 16, 16, 16, 16]",
+]  # fmt: skip
+
+
+def _checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _adam_steps(checkpoint: dict) -> tuple[int, int]:
+    """Adam's step count of the first shared encoder weight, and the largest over all parameters
+    (heads without a label in a phase get no gradient there, so their counts lag behind)."""
+    states = checkpoint["optimizer_states"][0]["state"]
+    return int(states[0]["step"]), max(int(state["step"]) for state in states.values())
+
+
+def test_synth_writes_all_three_layouts(mtl, tmp_path: Path) -> None:
+    mtl(
+        [
+            "roofnet",
+            "synth",
+            "--out",
+            "data",
+            "--samples",
+            "3",
+            "--image_size",
+            "32",
+            "--airs_tile_size",
+            "256",
+        ]
+    )
+    assert len(list((tmp_path / "data/rid/images_roof_centered_geotiff").glob("*.tif"))) == 3
+    assert (tmp_path / "data/roofline/imdb.mat").is_file()
+    assert len(list((tmp_path / "data/airs/val/image").glob("*.tif"))) == 1
+    assert check(tmp_path / "data", image_size=64)["airs/val"] == 16  # the real loaders read every sample
+
+
+def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> None:
+    run = tmp_path / "runs/roofnet/quickstart"
+    # Three epochs: RID, Roofline, AIRS, a checkpoint at the end of each phase (every 2 steps).
+    mtl(
+        [
+            "fit",
+            "--config",
+            QUICKSTART,
+            *TINY,
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.check_val_every_n_epoch",
+            "3",
+        ]
+        + ["--checkpoint_every_n_steps", "2", "--keep_last_checkpoints", "-1"]
+    )
+    assert (tmp_path / ".cache/mtl/roofnet/synthetic/rid/masks_segments_reviewed").is_dir()  # synthesised
+    phase_checkpoints = sorted((run / "checkpoints").glob("step*.ckpt"))
+    assert [p.name for p in phase_checkpoints] == [
+        "step00000002.ckpt",
+        "step00000004.ckpt",
+        "step00000006.ckpt",
+    ]
+    previous = None
+    for step, path in zip((2, 4, 6), phase_checkpoints, strict=True):
+        checkpoint = _checkpoint(path)
+        # The optimizer carried on across the transition: Adam has counted every step so far.
+        assert checkpoint["global_step"] == step and _adam_steps(checkpoint) == (step, step)
+        weights = next(v for k, v in checkpoint["state_dict"].items() if k.startswith("model.encoder."))
+        if previous is not None:
+            assert not torch.equal(weights, previous)  # and the weights kept changing
+        previous = weights
+    assert (
+        _checkpoint(run / "checkpoints/last.ckpt")["state_dict"]["image_std"].min() < 0.49
+    )  # data statistics
+
+    metrics = json.loads((run / "export/metrics.json").read_text())
+    for key in ("val/segments_miou", "val/rid_building_iou", "val/airs_boundary_iou", "val/line_fscore"):
+        assert 0 <= metrics[key] <= 1, key
+    assert metrics["val/height_rmse"] > 0
+
+    # A later invocation resumes where the last one stopped and starts the next cycle with RID.
+    mtl(["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "4", "--ckpt_path", "last"])
+    last = _checkpoint(run / "checkpoints/last.ckpt")
+    assert last["global_step"] == 8 and _adam_steps(last) == (8, 8)
+    assert json.loads((run / "export/metrics.json").read_text())["train/phase"] == 0.0
+
+    bundle = load_bundle(run / "export")
+    assert torch.equal(bundle.state_dict()["image_mean"], last["state_dict"]["image_mean"])
+    with torch.no_grad():
+        outputs = bundle(torch.rand(1, 3, 64, 64))
+    assert outputs["segments"].shape == (1, 18, 64, 64) and outputs["height"].shape == (1, 64, 64)
+
+    # Prediction on an AIRS tile: overlapping windows stitched into georeferenced rasters.
+    tile = tmp_path / ".cache/mtl/roofnet/synthetic/airs/test/image/christchurch_test_000.tif"
+    mtl(
+        ["predict", "--config", QUICKSTART, *TINY, "--ckpt_path", "last"]
+        + [
+            "--data.predict_path",
+            str(tile.parent),
+            "--data.predict_window",
+            "256",
+            "--data.predict_overlap",
+            "32",
+        ]
+    )
+    with (
+        rasterio.open(tile) as source,
+        rasterio.open(run / "predictions/christchurch_test_000_lines.tif") as lines,
+    ):
+        assert (lines.count, lines.height, lines.width) == (4, source.height, source.width)
+        assert lines.crs == source.crs and lines.transform == source.transform
+    with rasterio.open(run / "predictions/christchurch_test_000_height.tif") as height:
+        assert height.dtypes[0] == "float32" and np.isfinite(height.read(1)).all()
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["data"]["init_args"]["predict_path"] == str(tile.parent)
+
+
+def test_scaling_recipe_climbs_a_small_ladder(mtl, tmp_path: Path) -> None:
+    ladder = tmp_path / "ladder.yaml"
+    ladder.write_text(
+        yaml.safe_dump(
+            {
+                "trainer": {
+                    "callbacks": [
+                        {
+                            "class_path": "common.callbacks.StagedScaling",
+                            "init_args": {
+                                "ladder": {
+                                    "max_samples": [4, 6],
+                                    "batch_size": [2, 4],
+                                    "image_size": [32, 64],
+                                },
+                                "steps_per_stage": 2,
+                            },
+                        }
+                    ]
+                }
+            }
+        )
+    )
+    mtl(
+        ["fit", "--config", REPO / "configs/roofnet/scaling.yaml", "--config", ladder, *TINY]
+        + ["--data.num_workers", "0", "--data.max_samples", "4", "--trainer.max_epochs", "1"]
+    )
+    run = tmp_path / "runs/roofnet/scaling"
+    report = json.loads((run / "scaling.json").read_text())
+    assert len(report["stages"]) >= 4 and all(stage["status"] == "passed" for stage in report["stages"])
+    recommended = yaml.safe_load((run / "recommended.yaml").read_text())["data"]["init_args"]
+    assert recommended["max_samples"] == 6 and recommended["image_size"] == 64
+    assert recommended["batch_size"] in (2, 4)

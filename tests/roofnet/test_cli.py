@@ -65,18 +65,19 @@ def test_synth_writes_all_three_layouts(mtl, tmp_path: Path) -> None:
 def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> None:
     run = tmp_path / "runs/roofnet/quickstart"
     # Three epochs: RID, Roofline, AIRS, a checkpoint at the end of each phase (every 2 steps).
+    every_phase = ["--checkpoint_every_n_steps", "2", "--keep_last_checkpoints", "-1"]
     mtl(
         [
             "fit",
             "--config",
             QUICKSTART,
             *TINY,
+            *every_phase,
             "--trainer.max_epochs",
             "3",
             "--trainer.check_val_every_n_epoch",
             "3",
         ]
-        + ["--checkpoint_every_n_steps", "2", "--keep_last_checkpoints", "-1"]
     )
     assert (tmp_path / ".cache/mtl/roofnet/synthetic/rid/masks_segments_reviewed").is_dir()  # synthesised
     phase_checkpoints = sorted((run / "checkpoints").glob("step*.ckpt"))
@@ -117,17 +118,15 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> No
 
     # Prediction on an AIRS tile: overlapping windows stitched into georeferenced rasters.
     tile = tmp_path / ".cache/mtl/roofnet/synthetic/airs/test/image/christchurch_test_000.tif"
-    mtl(
-        ["predict", "--config", QUICKSTART, *TINY, "--ckpt_path", "last"]
-        + [
-            "--data.predict_path",
-            str(tile.parent),
-            "--data.predict_window",
-            "256",
-            "--data.predict_overlap",
-            "32",
-        ]
-    )
+    windows = [
+        "--data.predict_path",
+        tile.parent,
+        "--data.predict_window",
+        "256",
+        "--data.predict_overlap",
+        "32",
+    ]
+    mtl(["predict", "--config", QUICKSTART, *TINY, "--ckpt_path", "last", *windows])
     with (
         rasterio.open(tile) as source,
         rasterio.open(run / "predictions/christchurch_test_000_lines.tif") as lines,
@@ -163,10 +162,8 @@ def test_scaling_recipe_climbs_a_small_ladder(mtl, tmp_path: Path) -> None:
             }
         )
     )
-    mtl(
-        ["fit", "--config", REPO / "configs/roofnet/scaling.yaml", "--config", ladder, *TINY]
-        + ["--data.num_workers", "0", "--data.max_samples", "4", "--trainer.max_epochs", "1"]
-    )
+    small = ["--data.num_workers", "0", "--data.max_samples", "4", "--trainer.max_epochs", "1"]
+    mtl(["fit", "--config", REPO / "configs/roofnet/scaling.yaml", "--config", ladder, *TINY, *small])
     run = tmp_path / "runs/roofnet/scaling"
     report = json.loads((run / "scaling.json").read_text())
     assert len(report["stages"]) >= 4 and all(stage["status"] == "passed" for stage in report["stages"])

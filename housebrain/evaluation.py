@@ -153,7 +153,7 @@ def evaluate_conversations(
 
 
 def generation_rates(
-    model: Any, tokenizer: Any, conversations: list, max_new_tokens: int = 1024
+    model: Any, tokenizer: Any, conversations: list, max_new_tokens: int = 1024, constrained: bool = False
 ) -> dict[str, float]:
     """JSON parse / schema-valid / validator pass rates and field accuracy of greedy replies."""
     from housebrain.data.generator import requirements_from_prompt
@@ -161,7 +161,7 @@ def generation_rates(
 
     scores = []
     for messages in conversations:
-        reply = generate_reply(model, tokenizer, messages[:-1], max_new_tokens)
+        reply = generate_reply(model, tokenizer, messages[:-1], max_new_tokens, constrained=constrained)
         scores.append(
             score_reply(requirements_from_prompt(messages[1]["content"]), messages[-1]["content"], reply)
         )

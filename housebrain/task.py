@@ -24,8 +24,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torchmetrics import MeanMetric
 
 from housebrain.data.chat import end_of_turn_id
-from housebrain.data.generator import requirements_from_prompt
-from housebrain.evaluation import masked_loss, mean_scores, score_reply
+from housebrain.evaluation import generation_rates, masked_loss
 from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, generate_reply, load_causal_lm
 
 ADAPTER_DIR = "adapter"
@@ -63,6 +62,8 @@ class HouseDesignSFT(LightningModule):
         eval_generate_samples: eval prompts answered by greedy generation at each validation (0: none).
         eval_max_new_tokens: generation length limit for those answers.
         best_checkpoint: keep `checkpoints/best.ckpt` by `val/select`.
+        eval_constrained: also answer the eval prompts with schema-constrained decoding and log the
+            rates as `val/constrained_*` (with and without, side by side).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class HouseDesignSFT(LightningModule):
         eval_generate_samples: int = 4,
         eval_max_new_tokens: int = 512,
         best_checkpoint: bool = True,
+        eval_constrained: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -135,21 +137,26 @@ class HouseDesignSFT(LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        conversations = getattr(self.trainer.datamodule, "eval_conversations", [])[
-            : self.hparams.eval_generate_samples
-        ]
+        conversations = getattr(self.trainer.datamodule, "eval_conversations", [])
+        conversations = conversations[: self.hparams.eval_generate_samples]
+        validity = 0.0
         if conversations:
-            scores = []
-            for messages in conversations:
-                reply = self.generate(messages[:-1], self.hparams.eval_max_new_tokens)
-                requirements = requirements_from_prompt(messages[1]["content"])
-                scores.append(score_reply(requirements, messages[-1]["content"], reply))
-            rates = mean_scores(scores)
-            for name, value in rates.items():
-                self.log(f"val/{name}", value)
-            validity = rates["validator_pass_rate"]
-        else:
-            validity = 0.0
+            was_training = self.training
+            self.eval()
+            for constrained in (False, True) if self.hparams.eval_constrained else (False,):
+                rates = generation_rates(
+                    self.model,
+                    self.tokenizer,
+                    conversations,
+                    self.hparams.eval_max_new_tokens,
+                    constrained=constrained,
+                )
+                prefix = "val/constrained_" if constrained else "val/"
+                for name, value in rates.items():
+                    self.log(f"{prefix}{name}", value)
+                if not constrained:
+                    validity = rates["validator_pass_rate"]
+            self.train(was_training)
         # this validation's token-weighted loss (callback_metrics still holds the previous one here)
         val_loss = self.val_loss_mean.compute()
         self.val_loss_mean.reset()

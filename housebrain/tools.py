@@ -93,6 +93,7 @@ def design(
     design_file: str | None = None,
     out: str = "design",
     max_new_tokens: int = 1024,
+    constrained: bool = False,
 ) -> dict[str, Any]:
     """Design a house with a trained model (or draw a given design): JSON, findings, SVG per level, OBJ.
 
@@ -105,6 +106,7 @@ def design(
         design_file: draw this design JSON instead of generating one.
         out: output directory.
         max_new_tokens: generation length limit.
+        constrained: decode with the HouseDesign JSON schema enforced (lm-format-enforcer).
     """
     from housebrain.data.generator import SYSTEM_PROMPT, USER_PREFIX
     from housebrain.design.render import floor_plan_svg, massing_obj
@@ -124,7 +126,7 @@ def design(
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": USER_PREFIX + json.dumps(req_data, separators=(",", ":"))},
         ]
-        reply = generate_reply(lm, tokenizer, messages, max_new_tokens)
+        reply = generate_reply(lm, tokenizer, messages, max_new_tokens, constrained=constrained)
     else:
         raise ValueError("give --model (to generate a design) or --design_file (to draw one)")
     text = extract_json(reply)

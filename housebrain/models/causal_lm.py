@@ -189,10 +189,27 @@ def load_for_inference(path: str | Path) -> tuple[torch.nn.Module, Any]:
 
 @torch.no_grad()
 def generate_reply(
-    model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new_tokens: int = 512
+    model: Any,
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    max_new_tokens: int = 512,
+    constrained: bool = False,
 ) -> str:
-    """Greedy reply to a conversation that ends with the user's turn (stops at the end-of-turn token)."""
+    """Greedy reply to a conversation that ends with the user's turn (stops at the end-of-turn token).
+
+    `constrained=True` only lets the model write JSON valid against the `HouseDesign` schema
+    (lm-format-enforcer); the reply can still be cut by `max_new_tokens`.
+    """
     from housebrain.data.chat import end_of_turn_id, prompt_text
+
+    extra: dict[str, Any] = {}
+    if constrained:
+        from housebrain.design.schema import HouseDesign
+        from housebrain.models.constrained import schema_prefix_fn
+
+        extra["prefix_allowed_tokens_fn"] = schema_prefix_fn(
+            tokenizer, HouseDesign.model_json_schema(), end_of_turn_id(tokenizer)
+        )
 
     ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False, return_tensors="pt")
     device = next(model.parameters()).device
@@ -205,5 +222,6 @@ def generate_reply(
         eos_token_id=end_of_turn_id(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
+        **extra,
     )
     return tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True)

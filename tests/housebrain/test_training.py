@@ -55,6 +55,8 @@ def test_quickstart_fit_checkpoints_resume_and_export(
         "1",
         "--model.init_args.eval_max_new_tokens",
         "8",
+        "--model.init_args.eval_constrained",
+        "true",
         "--data.init_args.root",
         "data",
         "--data.init_args.max_eval_samples",
@@ -87,6 +89,7 @@ def test_quickstart_fit_checkpoints_resume_and_export(
     assert read_checkpoint(last)["global_step"] == 6
     metrics = json.loads((run / "export/metrics.json").read_text())
     assert metrics["global_step"] == 6 and "val/loss" in metrics and "val/json_parse_rate" in metrics
+    assert "val/constrained_schema_valid_rate" in metrics
     # best.ckpt is chosen by val/select = this validation's loss minus its validator pass rate
     assert metrics["val/select"] == pytest.approx(
         metrics["val/loss"] - metrics["val/validator_pass_rate"], abs=1e-4

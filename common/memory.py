@@ -44,19 +44,23 @@ class MemoryReading:
 class ProcessTreeMemory:
     """Resident memory of this process and its children (DataLoader workers).
 
-    Listing children walks /proc, which costs about a millisecond; the list is refreshed every
-    `refresh_every` readings so a per-step reading stays in the tens of microseconds.
+    Listing children scans all of /proc (milliseconds on a busy machine), so the list is refreshed
+    only every `refresh_every` readings and when the caller says workers may have changed (a new
+    epoch starts new workers unless they are persistent); a reading itself costs tens of microseconds.
     """
 
-    def __init__(self, refresh_every: int = 20) -> None:
+    def __init__(self, refresh_every: int = 200) -> None:
         self.process = psutil.Process()
         self.refresh_every = refresh_every
         self._children: list[psutil.Process] = []
         self._calls = 0
 
+    def refresh(self) -> None:
+        self._children = self.process.children(recursive=True)
+
     def read(self) -> tuple[int, int]:
         if self._calls % self.refresh_every == 0:
-            self._children = self.process.children(recursive=True)
+            self.refresh()
         self._calls += 1
         workers = 0
         alive = []

@@ -81,6 +81,8 @@ class MemoryProbe(Callback):
     ) -> None:
         if not self.enabled or self._baseline is None:
             return
+        if batch_idx == 0:  # the epoch's DataLoader workers have started by now
+            self._tree.refresh()
         reading = read_memory(self._tree, self._device)
         samples = batch_size_of(batch)
         metrics = self._metrics(reading, samples)

@@ -137,8 +137,7 @@ def evaluate_conversations(
     total_loss, correct, count = 0.0, 0, 0
     device = next(model.parameters()).device
     for messages in conversations:
-        sample = encode_conversation(tokenizer, messages)
-        sample.input_ids, sample.labels = sample.input_ids[:max_length], sample.labels[:max_length]
+        sample = encode_conversation(tokenizer, messages).truncated(max_length)
         batch = collate_rows([[sample]], tokenizer.pad_token_id)
         logits = model(
             input_ids=batch["input_ids"].to(device),

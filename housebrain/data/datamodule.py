@@ -140,7 +140,7 @@ class HouseDesignDataModule(LightningDataModule):
                 overlong += 1
                 if self.overlong == "skip":
                     continue
-                sample = Encoded(sample.input_ids[: self.max_length], sample.labels[: self.max_length])
+                sample = sample.truncated(self.max_length)
             encoded.append(sample)
         lengths = [len(s.input_ids) for s in encoded]
         self.stats[split] = {

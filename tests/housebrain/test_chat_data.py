@@ -23,11 +23,11 @@ def test_labels_cover_exactly_the_assistant_json_and_end_of_turn(model_and_token
     _, tokenizer = model_and_tokenizer
     messages = read_chat_jsonl(dataset / "train.jsonl")[0]
     encoded = encode_conversation(tokenizer, messages)
-    labelled = [t for t in encoded.labels if t != -100]
+    labelled = [int(t) for t in encoded.labels if t != -100]
     assert tokenizer.decode(labelled) == messages[-1]["content"] + "<|im_end|>"
     # everything before the reply (system, user, assistant header) is masked
     first = next(i for i, t in enumerate(encoded.labels) if t != -100)
-    prompt = tokenizer.decode(encoded.input_ids[:first])
+    prompt = tokenizer.decode(encoded.input_ids[:first].tolist())
     assert prompt.endswith("<|im_start|>assistant\n") and messages[1]["content"] in prompt
     # the template's newline after <|im_end|> is in the inputs but not trained
     assert encoded.labels[-1] == -100 and encoded.input_ids[-1] != -100

@@ -217,6 +217,7 @@ def merge_adapters(
     eval_samples: int = 16,
     generate_samples: int = 0,
     max_length: int = 1024,
+    max_new_tokens: int = 1536,
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge, export `out/adapter` and `out/merged`, evaluate, write `out/report.{json,md}`."""
@@ -241,7 +242,9 @@ def merge_adapters(
     def evaluate(model: Any, tokenizer: Any) -> dict[str, float]:
         result = evaluate_conversations(model, tokenizer, conversations, max_length) if conversations else {}
         if generate_samples and conversations:
-            result.update(generation_rates(model, tokenizer, conversations[:generate_samples]))
+            result.update(
+                generation_rates(model, tokenizer, conversations[:generate_samples], max_new_tokens)
+            )
         return result
 
     rows: list[dict[str, Any]] = []

@@ -160,6 +160,7 @@ def merge(
     eval_samples: int = 16,
     generate_samples: int = 0,
     max_length: int = 1024,
+    max_new_tokens: int = 1536,
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge LoRA adapters; export a peft adapter dir and a merged full model; report against each input.
@@ -179,6 +180,7 @@ def merge(
         eval_samples: number of eval samples used.
         generate_samples: eval prompts answered by generation for JSON/validator pass rates (0: skip).
         max_length: samples longer than this many tokens are truncated for the eval loss.
+        max_new_tokens: generation length limit for --generate_samples.
         base: base model path; default: the one recorded in the adapters (housebrain.json).
     """
     from housebrain.merging import merge_adapters
@@ -194,6 +196,7 @@ def merge(
         eval_samples=eval_samples,
         generate_samples=generate_samples,
         max_length=max_length,
+        max_new_tokens=max_new_tokens,
         base=base,
     )
     print(Path(out, "report.md").read_text())

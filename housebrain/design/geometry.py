@@ -28,6 +28,9 @@ def area(room: Room) -> float:
 
 
 def bounding_box(room: Room) -> Box:
+    if room.rect is not None:
+        x, y, w, d = room.rect
+        return x, y, x + w, y + d
     xs, ys = zip(*outline(room), strict=True)
     return min(xs), min(ys), max(xs), max(ys)
 

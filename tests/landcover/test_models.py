@@ -69,3 +69,21 @@ def test_task_normalises_with_its_buffers_and_fills_nodata() -> None:
     assert torch.all(x[..., :4] == 0) and torch.allclose(x[..., 4:], torch.tensor(2.0))
     assert torch.isfinite(task(image)).all()
     assert set(task.state_dict()) >= {"band_mean", "band_std", "class_weight", "train_class_counts"}
+
+
+def test_onnx_export_keeps_normalisation_and_nodata_filling(tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime
+
+    from common.export import export_bundle, load_bundle
+
+    task = LandCoverTask(width=4, depth=2, example_size=16).eval()
+    task.band_mean.fill_(0.1)
+    export_bundle(task, tmp_path, onnx=True)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    image = np.full((2, 6, 16, 16), 0.2, np.float32)
+    image[:, :, :3] = np.nan
+    (logits,) = session.run(None, {"input_0": image})
+    expected = load_bundle(tmp_path)(torch.from_numpy(image)).detach().numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert np.isfinite(logits).all()

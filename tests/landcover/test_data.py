@@ -177,3 +177,21 @@ def test_integer_pixels_need_dn_units_and_missing_splits_are_explained(tmp_path:
         ready(tmp_path, units="dn")
     with pytest.raises(FileNotFoundError, match="mtl landcover synth"):
         ready(tmp_path / "nowhere")
+
+
+def test_real_size_dn_patches_go_through_loader_and_model(tmp_path: Path) -> None:
+    from landcover.task import LandCoverTask
+
+    write_synthetic_dataset(
+        tmp_path, samples=12, size=224, units="dn", dn_offset=1000, nodata_probability=1.0
+    )
+    datamodule = ready(tmp_path, augment=True)
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape[1:] == (6, 224, 224) and batch["image"].dtype == torch.float32
+    assert torch.isnan(batch["image"]).any()  # DN 0 stripes arrive as NaN
+    task = LandCoverTask(width=4, depth=5).eval()
+    task.band_mean.copy_(torch.as_tensor(datamodule.band_mean))
+    task.band_std.copy_(torch.as_tensor(datamodule.band_std))
+    with torch.no_grad():
+        logits = task(batch["image"][:2])
+    assert logits.shape == (2, 8) and torch.isfinite(logits).all()

@@ -9,6 +9,7 @@ so StagedScaling can change them between stages.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +26,7 @@ from landcover.data.datasets import (
     load_archive_source,
     scan,
 )
-from landcover.data.formats import DatasetMetadata, PatchFormatError
+from landcover.data.formats import DEFAULT_BANDS, METADATA_FILE, SPLITS, DatasetMetadata, PatchFormatError
 from landcover.data.synthetic import write_synthetic_dataset
 
 
@@ -50,13 +51,26 @@ def find_split(root: Path, split: str) -> tuple[str, Path | list[Path]] | None:
     return None
 
 
+def recorded_bands(found: Iterable[tuple[str, Path | list[Path]]]) -> list[str] | None:
+    """The `bands` field of the first archive or patch file, when the files record one."""
+    for kind, where in found:
+        path = where if kind == "archive" else where[0]
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return [str(band) for band in npz["bands"].tolist()] if "bands" in npz.files else None
+        except (OSError, ValueError, EOFError):
+            return None  # the loader reports what is wrong with the file
+    return None
+
+
 class LandCoverDataModule(LightningDataModule):
     """Train/val/test splits of NPZ patches, with statistics from the training split.
 
     Args:
         root: dataset directory; relative paths are relative to the working directory.
-        bands: band names the files must hold, in order; default from `<root>/dataset.json`,
-            else B02, B03, B04, B08, B11, B12.
+        bands: the bands to use, in order, chosen by name among those the files hold (recorded in
+            `<root>/dataset.json` or the files' `bands` field, else B02, B03, B04, B08, B11, B12);
+            default: all of them. E.g. 6 of the 13 bands of EuroSAT-MS files.
         class_names: class names in label order; default from `<root>/dataset.json`.
         units: "reflectance" (float) or "dn" (Sentinel-2 L2A digital numbers, uint16); default from
             dataset.json, else reflectance.
@@ -136,24 +150,33 @@ class LandCoverDataModule(LightningDataModule):
                 f"{self.root}: dataset root not found; write one with `mtl landcover synth --out {self.root}` "
                 "or set data.synthetic_samples"
             )
-        metadata = DatasetMetadata.read(self.root) or DatasetMetadata()
-        self.bands = list(self.requested_bands or metadata.bands)
+        metadata = DatasetMetadata.read(self.root)
+        found = {split: find_split(self.root, split) for split in SPLITS}
+        found = {split: where for split, where in found.items() if where is not None}
+        file_bands = (
+            list(metadata.bands) if metadata else recorded_bands(found.values()) or list(DEFAULT_BANDS)
+        )
+        metadata = metadata or DatasetMetadata()
+        self.bands = list(self.requested_bands or file_bands)
+        missing = [band for band in self.bands if band not in file_bands]
+        if missing:
+            raise PatchFormatError(
+                f"{self.root}: data.bands asks for {missing}, but the files hold {file_bands} "
+                f"(from {METADATA_FILE} or the files' 'bands' field)"
+            )
         self.class_names = list(self.requested_classes or metadata.classes)
         conversion = PixelConversion(
             units=self.requested_units or metadata.units,
             dn_offset=metadata.dn_offset if self.requested_dn_offset is None else self.requested_dn_offset,
             nodata=self.nodata,
+            band_index=None if self.bands == file_bands else [file_bands.index(b) for b in self.bands],
         )
-        for split in ("train", "val", "test"):
-            found = find_split(self.root, split)
-            if found is None:
-                continue
-            kind, where = found
+        for split, (kind, where) in found.items():
             if kind == "archive":
-                source = load_archive_source(split, where, self.bands, len(self.class_names))
+                source = load_archive_source(split, where, file_bands, len(self.class_names))
             else:
                 source = PatchSource(name=split, files=where)
-            self.datasets[split] = PatchDataset(source, self.bands, len(self.class_names), conversion)
+            self.datasets[split] = PatchDataset(source, file_bands, len(self.class_names), conversion)
         if stage in (None, "fit") and not {"train", "val"} <= set(self.datasets):
             raise PatchFormatError(
                 f"{self.root}: training needs 'train' and 'val' splits as <split>.npz archives, <split>/ folders "

@@ -32,8 +32,11 @@ class PixelConversion:
     units: str = "reflectance"
     dn_offset: int = 0
     nodata: str = "fill"
+    band_index: list[int] | None = None  # channels to keep, in order (None: all the file holds)
 
     def __call__(self, stored: np.ndarray, source: str) -> np.ndarray:
+        if self.band_index is not None:
+            stored = stored[self.band_index]
         if self.units == "dn":
             if stored.dtype.kind == "f" and np.isnan(stored).any():
                 stored = np.nan_to_num(stored, nan=0.0)
@@ -78,7 +81,10 @@ class PatchSource:
 
 
 class PatchDataset(Dataset):
-    """Items of one split; `indices` (optional) selects a subset without copying."""
+    """Items of one split; `indices` (optional) selects a subset without copying.
+
+    `bands` are the bands the files hold (checked on read); `conversion.band_index` picks the ones used.
+    """
 
     def __init__(
         self,
@@ -124,7 +130,7 @@ def load_archive_source(name: str, path: Path, bands: Sequence[str], num_classes
 
 def scan(dataset: PatchDataset, num_classes: int) -> dict:
     """One pass over a split: class counts, no-data counts and per-band sums for mean/std (float64)."""
-    channels = len(dataset.bands)
+    channels = len(dataset.conversion.band_index or dataset.bands)
     total, total_sq = np.zeros(channels), np.zeros(channels)
     valid = np.zeros(channels)
     counts = np.zeros(num_classes, dtype=np.int64)

@@ -195,3 +195,19 @@ def test_real_size_dn_patches_go_through_loader_and_model(tmp_path: Path) -> Non
     with torch.no_grad():
         logits = task(batch["image"][:2])
     assert logits.shape == (2, 8) and torch.isfinite(logits).all()
+
+
+def test_bands_are_chosen_by_name_from_files_with_more_bands(tmp_path: Path) -> None:
+    all_bands = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12"]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (20, 13, 8, 8)).astype(np.float32)
+    images[:, :, 0, 0] = np.arange(13)[None, :]  # pixel (0, 0) of channel c holds c
+    labels = np.arange(20) % 4
+    for name in ("train", "val"):
+        np.savez(tmp_path / f"{name}.npz", images=images, labels=labels, bands=np.array(all_bands))
+    datamodule = ready(tmp_path, bands=["B02", "B03", "B04", "B08", "B11", "B12"], augment=False)
+    batch = next(iter(datamodule.val_dataloader()))
+    assert batch["image"].shape[1] == 6
+    assert batch["image"][0, :, 0, 0].tolist() == [1, 2, 3, 7, 11, 12]
+    with pytest.raises(PatchFormatError, match=r"data\.bands asks for \['B13'\], but the files hold"):
+        ready(tmp_path, bands=["B02", "B13"])

@@ -1,6 +1,6 @@
 """Training throughput with and without sequence packing (baseline: no packing, batch 1 as in the plan).
 
-    .venv/bin/python benchmarks/housebrain_packing.py [--steps 12] [--max-length 4096]
+    .venv/bin/python benchmarks/housebrain_packing.py [--steps 12] [--max-length 4096] [--model PATH --device cuda]
 
 Short samples (single-floor designs, tiny Llama, CPU, one thread): reply-masked LoRA SFT steps
 (forward, backward, AdamW) on rows of one sample each (padded batches of `--batch` samples) versus rows
@@ -35,11 +35,14 @@ def tokens_per_second(task: HouseDesignSFT, rows: list, batch: int, steps: int) 
             start = time.perf_counter()
             real = 0
         data = batches[step % len(batches)]
+        data = {k: v.to(task.device) for k, v in data.items()}
         loss, _, _ = masked_loss(task(data["input_ids"], data["position_ids"]), data["labels"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         real += int((data["sample_index"] >= 0).sum())
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return real / (time.perf_counter() - start)
 
 

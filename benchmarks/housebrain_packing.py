@@ -53,13 +53,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--max-length", type=int, default=4096)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--model", default="", help="local HF dir or .gguf (default: a tiny random Llama)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    if args.device == "cpu":
+        torch.set_num_threads(1)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        task = HouseDesignSFT(
-            model_path=str(ensure_tiny_llama(Path(tmp) / "tiny", samples=100)), eval_generate_samples=0
-        )
+        model_path = args.model or str(ensure_tiny_llama(Path(tmp) / "tiny", samples=100))
+        task = HouseDesignSFT(model_path=model_path, eval_generate_samples=0).to(args.device)
         short = [
             s
             for s in (sample(i)["messages"] for i in range(400))

@@ -120,8 +120,13 @@ class HouseDesignSFT(LightningModule):
             batch_size=max(tokens, 1),
         )
         if on_step:
-            self.log("train/tokens", float(batch["input_ids"].numel()), on_step=True, reduce_fx="sum")
-        else:
+            real_tokens = (
+                float((batch["sample_index"] >= 0).sum())
+                if "sample_index" in batch
+                else float(batch["input_ids"].numel())
+            )
+            self.log("train/tokens", real_tokens, on_step=True, reduce_fx="sum")
+        elif split == "val":
             self.val_loss_mean.update(loss.detach(), weight=count)
         return loss
 
@@ -130,6 +135,9 @@ class HouseDesignSFT(LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
         self.val_loss_mean.reset()

@@ -123,7 +123,7 @@ class HouseDesignDataModule(LightningDataModule):
         train_file, eval_file = self.files()
         if stage in (None, "fit") and not self.train_samples:
             self.train_samples = self._encode(train_file, "train")
-        if stage in (None, "fit", "validate") and not self.eval_samples and eval_file.is_file():
+        if stage in (None, "fit", "validate", "test") and not self.eval_samples and eval_file.is_file():
             conversations = read_chat_jsonl(eval_file)[: self.max_eval_samples]
             self.eval_conversations = conversations
             self.eval_samples = self._encode_conversations(conversations, eval_file, "eval")
@@ -180,3 +180,7 @@ class HouseDesignDataModule(LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_samples, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        """The eval split (the shards share one held-out set)."""
+        return self.val_dataloader()

@@ -17,7 +17,7 @@ def generate(
     seed: int = 0,
     device: str = "cpu",
     samples_per_file: int = 500,
-    batch_size: int = 8,
+    batch_size: int = 1,
     threads: int | None = None,
 ) -> list[str]:
     """Generate velocity models and their shot gathers with deepwave, in the OpenFWI layout.
@@ -32,7 +32,7 @@ def generate(
         seed: seed of the velocity models (sample k depends only on seed, family and k).
         device: torch device for the wave simulation, e.g. cpu or cuda.
         samples_per_file: samples per .npy file (OpenFWI: 500).
-        batch_size: velocity models simulated together.
+        batch_size: velocity models simulated together (1 was fastest on a CPU; use e.g. 64 on a GPU).
         threads: CPU threads while simulating (None: torch's default).
     """
     from rich.progress import Progress

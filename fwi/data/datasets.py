@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from fwi.data.families import FAMILIES, N_RECEIVERS, SOURCE_X, UNKNOWN_FAMILY
+from fwi.data.families import FAMILIES, N_RECEIVERS, SEISMIC_SHAPE, SOURCE_X, UNKNOWN_FAMILY, VELOCITY_SHAPE
 from fwi.data.formats import FilePair, FwiDataError, check_test_file
 
 log = logging.getLogger(__name__)
@@ -109,30 +109,61 @@ class ShotGatherDataset(Dataset):
         file_index = int(np.searchsorted(self.offsets, flat, side="right") - 1)
         return self.pairs[file_index], flat - int(self.offsets[file_index])
 
-    def __getitem__(self, item: int) -> dict[str, Any] | None:
+    def _read_into(self, item: int, seismic: torch.Tensor, velocity: torch.Tensor) -> dict[str, Any] | None:
+        """Copy sample `item` straight from the memory maps into preallocated tensors (one copy).
+
+        Returns its metadata, or None when the sample is bad and `on_bad="skip"`.
+        """
         pair, index = self.locate(item)
-        seismic = np.array(self._array(pair.seismic)[index])
-        velocity = np.array(self._array(pair.velocity)[index], dtype=np.float32)
+        seismic_view, velocity_view = seismic.numpy(), velocity.numpy()
+        seismic_view[...] = self._array(pair.seismic)[index]
+        velocity_view[...] = self._array(pair.velocity)[index]
         try:
-            _check_finite(seismic, pair.seismic, index, "shot gathers")
-            _check_finite(velocity, pair.velocity, index, "velocity map")
+            _check_finite(seismic_view, pair.seismic, index, "shot gathers")
+            _check_finite(velocity_view, pair.velocity, index, "velocity map")
         except FwiDataError as error:
             if self.on_bad != "skip":
                 raise
             self.skipped += 1
             log.warning("skipping bad sample (%d so far in this process): %s", self.skipped, error)
             return None
-        seismic, velocity = torch.from_numpy(seismic), torch.from_numpy(velocity)
         mirrored = False
         # torch's generator: seeded per worker by Lightning's seed_everything(workers=True).
         if self.mirror_probability > 0 and float(torch.rand(())) < self.mirror_probability:
-            seismic, velocity = mirror_sample(seismic, velocity, self.mirror_middle)
+            seismic[...], velocity[...] = mirror_sample(seismic, velocity, self.mirror_middle)
             mirrored = True
+        return {"family": FAMILIES.index(pair.family), "mirrored": mirrored}
+
+    def _seismic_dtype(self) -> torch.dtype:
+        dtypes = {p.seismic_dtype for p in self.pairs}
+        return torch.float16 if dtypes == {"float16"} else torch.float32
+
+    def __getitem__(self, item: int) -> dict[str, Any] | None:
+        seismic = torch.empty(SEISMIC_SHAPE, dtype=self._seismic_dtype())
+        velocity = torch.empty(VELOCITY_SHAPE, dtype=torch.float32)
+        meta = self._read_into(item, seismic, velocity)
+        return None if meta is None else {"seismic": seismic, "velocity": velocity, **meta}
+
+    def __getitems__(self, items: list[int]) -> dict[str, Any]:
+        """A whole batch read into one (shared-memory, in a worker) tensor: no per-sample copy, no stack.
+
+        DataLoader calls this instead of `__getitem__` per sample; `collate_skipping_bad` passes the
+        already-batched dict through. Bad samples skipped with `on_bad="skip"` are left out.
+        """
+        seismic = torch.empty((len(items), *SEISMIC_SHAPE), dtype=self._seismic_dtype())
+        velocity = torch.empty((len(items), *VELOCITY_SHAPE), dtype=torch.float32)
+        if get_worker_info() is not None:  # what default_collate does: the batch crosses to the main process
+            seismic.share_memory_()
+            velocity.share_memory_()
+        metas = [self._read_into(item, seismic[j], velocity[j]) for j, item in enumerate(items)]
+        keep = [j for j, meta in enumerate(metas) if meta is not None]
+        if len(keep) < len(items):
+            seismic, velocity = seismic[keep], velocity[keep]
         return {
             "seismic": seismic,
             "velocity": velocity,
-            "family": FAMILIES.index(pair.family),
-            "mirrored": mirrored,
+            "family": torch.tensor([metas[j]["family"] for j in keep], dtype=torch.long),
+            "mirrored": torch.tensor([metas[j]["mirrored"] for j in keep], dtype=torch.bool),
         }
 
 
@@ -153,8 +184,13 @@ class KaggleTestDataset(Dataset):
         return {"seismic": torch.from_numpy(seismic), "family": UNKNOWN_FAMILY, "oid": path.stem}
 
 
-def collate_skipping_bad(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """default_collate without the samples a dataset skipped (None); an all-bad batch is empty."""
+def collate_skipping_bad(samples: list[dict[str, Any] | None] | dict[str, Any]) -> dict[str, Any]:
+    """default_collate without the samples a dataset skipped (None); an all-bad batch is empty.
+
+    A dict is a batch `ShotGatherDataset.__getitems__` already assembled: it is returned as is.
+    """
+    if isinstance(samples, dict):
+        return samples
     kept = [s for s in samples if s is not None]
     if not kept:
         return {

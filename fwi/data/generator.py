@@ -121,7 +121,7 @@ def generate(
     seed: int = 0,
     device: str = "cpu",
     samples_per_file: int = SAMPLES_PER_FILE,
-    batch_size: int = 8,
+    batch_size: int = 1,
     n_time: int = N_TIME,
     threads: int | None = None,
     progress: Callable[[int], None] | None = None,

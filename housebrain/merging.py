@@ -23,9 +23,11 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from housebrain.models.lora import SOURCE_FILE
+
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-SOURCE_FILE = "housebrain.json"
+
 STRATEGIES = ("average", "weighted", "best", "ties", "dare_ties", "dare_linear")
 
 

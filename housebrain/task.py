@@ -14,7 +14,6 @@ validator pass rate (lower is better) picks `checkpoints/best.ckpt`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,22 +25,13 @@ from torchmetrics import MeanMetric
 from housebrain.data.chat import end_of_turn_id
 from housebrain.evaluation import generation_rates, masked_loss
 from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, generate_reply, load_causal_lm
+from housebrain.models.lora import build_lora_model, save_adapter
 
 ADAPTER_DIR = "adapter"
-SOURCE_FILE = "housebrain.json"
 
 
 class BestDesignCheckpoint(ModelCheckpoint):
     """`best.ckpt` by `val/select`; a subclass so it sits beside the platform's last/step checkpoints."""
-
-
-def build_lora_model(base: torch.nn.Module, r: int, alpha: int, dropout: float, targets: list[str]) -> Any:
-    from peft import LoraConfig, get_peft_model
-
-    config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
-    )
-    return get_peft_model(base, config)
 
 
 class HouseDesignSFT(LightningModule):
@@ -237,14 +227,3 @@ class HouseDesignSFT(LightningModule):
 
     def export_extras(self, out_dir: Path) -> None:
         save_adapter(self.model, self.tokenizer, self.source, Path(out_dir) / ADAPTER_DIR)
-
-
-def save_adapter(model: Any, tokenizer: Any, source: str, directory: Path) -> Path:
-    """A peft adapter directory plus the tokenizer and the base model's path (`housebrain.json`)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    (directory / SOURCE_FILE).write_text(
-        json.dumps({"model_path": str(Path(source).resolve())}, indent=2) + "\n"
-    )
-    return directory

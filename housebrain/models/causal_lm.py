@@ -165,7 +165,9 @@ def load_adapter_model(
 
     adapter_dir = Path(adapter_dir)
     if base is None:
-        source = adapter_dir / "housebrain.json"
+        from housebrain.models.lora import SOURCE_FILE
+
+        source = adapter_dir / SOURCE_FILE
         if not source.is_file():
             raise ModelSourceError(
                 f"{adapter_dir}: no housebrain.json naming the base model; pass the base path"

@@ -10,7 +10,7 @@ import torch
 
 from housebrain.merging import MergeError, delta, load_adapter
 from housebrain.models.causal_lm import load_causal_lm
-from housebrain.task import save_adapter
+from housebrain.models.lora import save_adapter
 
 TARGETS = ["q_proj", "v_proj"]
 MODULE = "base_model.model.model.layers.0.self_attn.q_proj"

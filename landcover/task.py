@@ -13,6 +13,8 @@ per-class report (text) and the confusion matrix (image) in TensorBoard after ea
 from __future__ import annotations
 
 import json
+import math
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +33,22 @@ from torchmetrics.classification import (
 from landcover.data.formats import DEFAULT_BANDS, DEFAULT_CLASSES
 from landcover.models import build_classifier
 from landcover.models.losses import class_weights, focal_loss
+
+
+def lr_factor(step: int, kind: str, total: int, warmup_fraction: float = 0.3) -> float:
+    """Multiplier of the base LR at optimizer step `step` of `total`; stays at its end value afterwards.
+
+    "cosine": from 1 down to 0. "onecycle": cosine warm-up from 1/25 to 1 over the first 30 % of the
+    steps, then cosine annealing to about 0 (OneCycleLR's shape, without its error when a run, e.g.
+    StagedScaling's trials or a longer resumed run, steps past `total`).
+    """
+    progress = min(step, total) / total
+    if kind == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if progress < warmup_fraction:
+        start = 1 / 25
+        return start + (1 - start) * 0.5 * (1 - math.cos(math.pi * progress / warmup_fraction))
+    return 0.5 * (1 + math.cos(math.pi * (progress - warmup_fraction) / (1 - warmup_fraction)))
 
 
 def per_class_report(confusion: Tensor, class_names: list[str]) -> list[dict[str, Any]]:
@@ -109,7 +127,7 @@ class LandCoverTask(LightningModule):
         optimizer: "adamw" or "sgd" (momentum 0.9, Nesterov).
         lr: learning rate (the peak for one-cycle).
         weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
-        scheduler: "none", "cosine" (per step to 0), "onecycle" (per step) or "plateau" (halve the
+        scheduler: "none", "cosine" (per step to 0), "onecycle" (per step, see `lr_factor`) or "plateau" (halve the
             LR when val/macro_f1 stops improving for `plateau_patience` epochs).
         plateau_patience: epochs without improvement before the plateau scheduler lowers the LR.
         example_size: height/width of `example_input_array` (model summary, ONNX export).
@@ -286,11 +304,7 @@ class LandCoverTask(LightningModule):
                 "optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "monitor": "val/macro_f1", "interval": "epoch"},
             }
-        total = int(self.trainer.estimated_stepping_batches)
-        if hp.scheduler == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(total, 1))
-        else:
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(
-                optimizer, max_lr=hp.lr, total_steps=max(total, 1)
-            )
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        schedule = partial(lr_factor, kind=hp.scheduler, total=total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

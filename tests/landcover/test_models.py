@@ -87,3 +87,15 @@ def test_onnx_export_keeps_normalisation_and_nodata_filling(tmp_path: Path) -> N
     expected = load_bundle(tmp_path)(torch.from_numpy(image)).detach().numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-5)
     assert np.isfinite(logits).all()
+
+
+def test_lr_schedules_have_their_shape_and_hold_after_the_end() -> None:
+    from landcover.task import lr_factor
+
+    onecycle = [lr_factor(step, "onecycle", total=100) for step in range(0, 131)]
+    assert onecycle[0] == pytest.approx(1 / 25) and max(onecycle) == pytest.approx(onecycle[30]) == 1
+    assert (
+        onecycle[100] == pytest.approx(0, abs=1e-9) and onecycle[130] == onecycle[100]
+    )  # no error past the end
+    cosine = [lr_factor(step, "cosine", total=10) for step in range(15)]
+    assert cosine[0] == 1 and cosine[5] == pytest.approx(0.5) and cosine[14] == cosine[10] == 0

@@ -76,3 +76,20 @@ def test_recipes_build_their_model_and_data(recipe: str) -> None:
     assert type(cli.model.model).__name__ == expected
     assert cli.model.eval()(torch.zeros(1, 6, 32, 32)).shape == (1, 8)
     assert cli.datamodule.synthetic_samples > 0
+
+
+def test_staged_scaling_climbs_the_datamodule_knobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    scaling = {
+        "class_path": "common.callbacks.StagedScaling",
+        "init_args": {
+            "ladder": {"max_samples": [16, 48], "batch_size": [4, 8]},
+            "steps_per_stage": 2,
+            "memory_budget_gib": 64,
+        },
+    }
+    main(["fit", *TINY, "--name", "landcover/scaling", "--trainer.max_steps", "2",
+          "--trainer.callbacks", json.dumps([scaling])])  # fmt: skip
+    summary = json.loads((tmp_path / "runs/landcover/scaling/scaling.json").read_text())
+    assert [stage["status"] for stage in summary["stages"]] == ["passed"] * 3
+    assert summary["chosen"]["max_samples"] == 48 and summary["chosen"]["batch_size"] in (4, 8)

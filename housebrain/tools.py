@@ -98,7 +98,7 @@ def design(
     """Design a house with a trained model (or draw a given design): JSON, findings, SVG per level, OBJ.
 
     Prints the design JSON and the validator's findings; writes design.json (the raw reply when it is
-    not JSON), findings.json, level_<n>.svg for every level and massing.obj into `out`.
+    not JSON), findings.json, level_<n>.svg for every level, massing.obj and massing.glb into `out`.
 
     Args:
         requirements: requirements JSON file (plot, floors, bedrooms, bathrooms, budget, ...).
@@ -109,7 +109,7 @@ def design(
         constrained: decode with the HouseDesign JSON schema enforced (lm-format-enforcer).
     """
     from housebrain.data.generator import SYSTEM_PROMPT, USER_PREFIX
-    from housebrain.design.render import floor_plan_svg, massing_obj
+    from housebrain.design.render import floor_plan_svg, massing_glb, massing_obj
     from housebrain.design.schema import Requirements
     from housebrain.design.validator import validate_design
     from housebrain.evaluation import extract_json
@@ -142,7 +142,8 @@ def design(
             (directory / name).write_text(floor_plan_svg(level, req))
             written.append(name)
         (directory / "massing.obj").write_text(massing_obj(report.design))
-        written.append("massing.obj")
+        (directory / "massing.glb").write_bytes(massing_glb(report.design))
+        written += ["massing.obj", "massing.glb"]
     print(text)
     print(json.dumps(report.to_dict(), indent=2))
     print(f"wrote {', '.join(written)} to {directory}")

@@ -1,7 +1,9 @@
-"""Drawings of a design: an SVG floor plan per level and an OBJ massing model (one box per room)."""
+"""Drawings of a design: an SVG floor plan per level and a massing model (one box per room) as OBJ and GLB."""
 
 from __future__ import annotations
 
+import json
+import struct
 from html import escape
 
 from housebrain.design import geometry
@@ -57,30 +59,77 @@ def floor_plan_svg(level: Level, requirements: Requirements | None = None) -> st
     return "\n".join(parts) + "\n"
 
 
-def massing_obj(design: HouseDesign) -> str:
-    """Wavefront OBJ: each room's bounding box extruded over its level's height (y up, metres)."""
-    lines = ["# HouseBrain massing model: one box per room, metres, y up"]
-    vertex = 0
+BOX_FACES = ((0, 3, 2, 1), (4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7))
+
+
+def massing_boxes(design: HouseDesign) -> list[tuple[str, list[tuple[float, float, float]]]]:
+    """(name, 8 corners) of every room's bounding box extruded over its level (x, y up, z; metres)."""
+    boxes = []
     elevation = 0.0
     for level in sorted(design.levels, key=lambda lv: lv.level):
         for room in level.rooms:
             x0, z0, x1, z1 = geometry.bounding_box(room)
             y0, y1 = elevation, elevation + level.height_m
-            lines.append(f"o L{level.level}_{room.id}")
-            for x, y, z in (
-                (x0, y0, z0),
-                (x1, y0, z0),
-                (x1, y0, z1),
-                (x0, y0, z1),
-                (x0, y1, z0),
-                (x1, y1, z0),
-                (x1, y1, z1),
-                (x0, y1, z1),
-            ):
-                lines.append(f"v {x:.3f} {y:.3f} {z:.3f}")
-            faces = ((1, 4, 3, 2), (5, 6, 7, 8), (1, 2, 6, 5), (2, 3, 7, 6), (3, 4, 8, 7), (4, 1, 5, 8))
-            for face in faces:
-                lines.append("f " + " ".join(str(vertex + i) for i in face))
-            vertex += 8
+            corners = [(x0, y0, z0), (x1, y0, z0), (x1, y0, z1), (x0, y0, z1)]
+            corners += [(x, y1, z) for x, _, z in corners]
+            boxes.append((f"L{level.level}_{room.id}", corners))
         elevation += level.height_m
+    return boxes
+
+
+def massing_obj(design: HouseDesign) -> str:
+    """Wavefront OBJ: one box object per room (see `massing_boxes`)."""
+    lines = ["# HouseBrain massing model: one box per room, metres, y up"]
+    for index, (name, corners) in enumerate(massing_boxes(design)):
+        lines.append(f"o {name}")
+        lines.extend(f"v {x:.3f} {y:.3f} {z:.3f}" for x, y, z in corners)
+        lines.extend("f " + " ".join(str(8 * index + i + 1) for i in face) for face in BOX_FACES)
     return "\n".join(lines) + "\n"
+
+
+def massing_glb(design: HouseDesign) -> bytes:
+    """Binary glTF 2.0: one triangle mesh holding every room's box (see `massing_boxes`)."""
+    boxes = massing_boxes(design)
+    positions = [c for _, corners in boxes for corner in corners for c in corner]
+    indices = []
+    for index in range(len(boxes)):
+        for a, b, c, d in BOX_FACES:
+            indices += [8 * index + i for i in (a, b, c, a, c, d)]
+    binary = struct.pack(f"<{len(positions)}f", *positions) + struct.pack(f"<{len(indices)}I", *indices)
+    n_vertices = len(positions) // 3
+    xs, ys, zs = positions[0::3], positions[1::3], positions[2::3]
+    gltf = {
+        "asset": {"version": "2.0", "generator": "housebrain"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0, "name": "massing"}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
+        "buffers": [{"byteLength": len(binary)}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": 12 * n_vertices, "target": 34962},
+            {"buffer": 0, "byteOffset": 12 * n_vertices, "byteLength": 4 * len(indices), "target": 34963},
+        ],
+        "accessors": [
+            {
+                "bufferView": 0,
+                "componentType": 5126,
+                "count": n_vertices,
+                "type": "VEC3",
+                "min": [min(xs), min(ys), min(zs)],
+                "max": [max(xs), max(ys), max(zs)],
+            },
+            {"bufferView": 1, "componentType": 5125, "count": len(indices), "type": "SCALAR"},
+        ],
+    }
+    text = json.dumps(gltf, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    total = 12 + 8 + len(text) + 8 + len(binary)
+    header = struct.pack("<4sII", b"glTF", 2, total)
+    return (
+        header
+        + struct.pack("<I4s", len(text), b"JSON")
+        + text
+        + struct.pack("<I4s", len(binary), b"BIN\0")
+        + binary
+    )

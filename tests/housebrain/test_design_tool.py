@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,13 @@ def test_design_draws_every_level(housebrain_cli, tmp_path: Path) -> None:
     rooms = sum(len(level["rooms"]) for level in json.loads(design.read_text())["levels"])
     assert obj.count("\nv ") == 8 * rooms and obj.count("\nf ") == 6 * rooms
     assert json.loads((tmp_path / "out/findings.json").read_text())["passed"] is True
+    glb = (tmp_path / "out/massing.glb").read_bytes()
+    magic, version, length = struct.unpack("<4sII", glb[:12])
+    assert (magic, version, length) == (b"glTF", 2, len(glb))
+    chunk_length, kind = struct.unpack("<I4s", glb[12:20])
+    gltf = json.loads(glb[20 : 20 + chunk_length])
+    assert kind == b"JSON" and [a["count"] for a in gltf["accessors"]] == [8 * rooms, 36 * rooms]
+    assert gltf["accessors"][0]["min"][1] == 0.0  # the ground floor stands on y = 0
 
 
 def test_design_with_a_model_reports_findings(housebrain_cli, tmp_path: Path, tiny_model: Path) -> None:

@@ -45,8 +45,8 @@ DATASET_NAMES = ("rid", "roofline", "airs")
 
 
 def image_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [0, 1] (numpy: one pass, no thread pool in the loader)."""
+    return torch.from_numpy(np.multiply(pixels.transpose(2, 0, 1), np.float32(1 / 255), dtype=np.float32))
 
 
 def resize_sample(sample: dict, size: int) -> dict:
@@ -281,7 +281,7 @@ class AIRSDataset(_OpenRasters, Dataset):
         }
         if label_path is not None:
             label = read_label(label_path, (0, 1), window=window, handle=self._handle(label_path))
-            sample["building"] = torch.from_numpy(label).float()
+            sample["building"] = torch.from_numpy(label.astype(np.float32))
         return augment_sample(sample, _sample_generator()) if self.augment else sample
 
 

@@ -93,3 +93,11 @@ def test_staged_scaling_climbs_the_datamodule_knobs(tmp_path: Path, monkeypatch:
     summary = json.loads((tmp_path / "runs/landcover/scaling/scaling.json").read_text())
     assert [stage["status"] for stage in summary["stages"]] == ["passed"] * 3
     assert summary["chosen"]["max_samples"] == 48 and summary["chosen"]["batch_size"] in (4, 8)
+
+
+def test_model_and_data_must_agree_on_bands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        ValueError, match=r"model.init_args.bands is \['B04', 'B08'\] but the data at .* has \['B02'"
+    ):
+        main(["fit", *TINY, "--trainer.max_steps", "1", "--model.init_args.bands", '["B04", "B08"]'])

@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 def generate_data(
@@ -95,7 +95,7 @@ def design(
     max_new_tokens: int = 1024,
     constrained: bool = False,
 ) -> dict[str, Any]:
-    """Design a house with a trained model (or draw a given design): JSON, findings, SVG per level, OBJ.
+    """Design a house with a trained model (or draw a given design): JSON, findings, SVG per level, OBJ/GLB.
 
     Prints the design JSON and the validator's findings; writes design.json (the raw reply when it is
     not JSON), findings.json, level_<n>.svg for every level, massing.obj and massing.glb into `out`.
@@ -153,7 +153,7 @@ def design(
 def merge(
     adapters: list[str],
     out: str,
-    strategy: str = "average",
+    strategy: Literal["average", "weighted", "best", "ties", "dare_ties", "dare_linear"] = "average",
     weights: list[float] | None = None,
     metric: str = "val/loss",
     density: float = 0.5,

@@ -1,6 +1,7 @@
 """`mtl landcover <verb>`: synthetic data, stratified splits, dataset statistics and training curves.
 
     mtl landcover synth --out data/synthetic --samples 2000 --size 224
+    mtl landcover patches --scene S2_L2A.tif --labels landcover.tif --out data/scene1 --size 224
     mtl landcover split --source data/patches --val_fraction 0.15 --test_fraction 0.15
     mtl landcover stats --root data/synthetic
     mtl landcover predict --bundle runs/landcover/quickstart/export --root data/synthetic --out predictions.csv
@@ -61,6 +62,48 @@ def synth(
         seed=seed,
     )
     print(f"wrote {sum(counts.values())} patches to {out}: {counts}")
+    return counts
+
+
+def patches(
+    scene: Path,
+    labels: Path,
+    out: Path,
+    size: int = 224,
+    stride: int | None = None,
+    min_purity: float = 0.6,
+    bands: list[str] | None = None,
+    units: Literal["reflectance", "dn"] = "dn",
+    dn_offset: int = 1000,
+) -> dict[str, int]:
+    """Cut a Sentinel-2 GeoTIFF and its label raster (same grid) into per-patch NPZ files.
+
+    Args:
+        scene: multi-band GeoTIFF; bands are found by their descriptions (B02, ...) or taken in order.
+        labels: single-band GeoTIFF of class indexes (its nodata value: unlabelled).
+        out: dataset directory: patches go to <out>/patches/, metadata to <out>/dataset.json.
+        size: patch height and width in pixels (224 in the lab).
+        stride: step between patches (default: size, no overlap).
+        min_purity: keep a patch when its majority class covers at least this share of its labelled pixels.
+        bands: the bands to keep, in order (default B02, B03, B04, B08, B11, B12).
+        units: what the scene holds: "dn" (L2A digital numbers) or "reflectance".
+        dn_offset: DN offset of the scene: 1000 for processing baseline 04.00 and later, 0 before.
+    """
+    from landcover.data.formats import DEFAULT_BANDS
+    from landcover.data.rasters import cut_patches
+
+    counts = cut_patches(
+        scene,
+        labels,
+        out,
+        size=size,
+        stride=stride,
+        min_purity=min_purity,
+        bands=bands or list(DEFAULT_BANDS),
+        units=units,
+        dn_offset=dn_offset,
+    )
+    print(f"{out}: {counts}; next: mtl landcover split --source {out}")
     return counts
 
 
@@ -253,4 +296,11 @@ def curves(run_dir: Path, out: Path = Path("curves.png")) -> Path:
 
 def commands() -> dict[str, Callable[..., Any]]:
     """The verbs of `mtl landcover`."""
-    return {"synth": synth, "split": split, "stats": stats, "predict": predict, "curves": curves}
+    return {
+        "synth": synth,
+        "patches": patches,
+        "split": split,
+        "stats": stats,
+        "predict": predict,
+        "curves": curves,
+    }

@@ -1,5 +1,6 @@
 """Training options through the real command line (in this process): losses, optimisers, schedules,
-early stopping, gradient accumulation, the weighted sampler, TensorBoard reports and `mtl test`."""
+early stopping, gradient accumulation, mixed precision, the weighted sampler, TensorBoard reports and
+`mtl test`."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_focal_sgd_plateau_accumulation_and_reports(tmp_path: Path, monkeypatch:
             "--model.init_args.label_smoothing", "0.1", "--model.init_args.optimizer", "sgd",
             "--model.init_args.scheduler", "plateau", "--model.init_args.lr", "0.05",
             "--trainer.accumulate_grad_batches", "2", "--data.sampler", "weighted",
+            "--trainer.precision", "bf16-mixed",  # CPU autocast: the path a GPU run takes with bf16
             "--trainer.callbacks", json.dumps([early_stopping]),
         ]
     )  # fmt: skip

@@ -152,6 +152,10 @@ class HouseDesignDataModule(LightningDataModule):
             "tokens": sum(lengths),
             "max_tokens": max(lengths, default=0),
         }
+        rank_zero_info(
+            f"HouseDesignDataModule {split}: {path}: {len(encoded)} of {len(conversations)} samples kept, "
+            f"{overlong} longer than max_length={self.max_length} ({self.overlong}), {sum(lengths)} tokens"
+        )
         if overlong:
             rank_zero_warn(
                 f"{path}: {overlong} of {len(conversations)} samples are longer than max_length={self.max_length} "

@@ -24,7 +24,7 @@ import psutil
 import torch
 from torch.utils.data import DataLoader
 
-from fwi.data.datasets import ShotGatherDataset, collate_skipping_bad
+from fwi.data.datasets import BatchedReads, ShotGatherDataset, collate_skipping_bad
 from fwi.data.formats import discover_pairs
 
 
@@ -61,7 +61,10 @@ def tree_memory() -> tuple[int, int]:
 
 def run_ours(pairs, batch_size: int = 32) -> tuple[float, int, int]:
     loader = DataLoader(
-        ShotGatherDataset(pairs), batch_size=batch_size, num_workers=1, collate_fn=collate_skipping_bad
+        BatchedReads(ShotGatherDataset(pairs)),
+        batch_size=batch_size,
+        num_workers=1,
+        collate_fn=collate_skipping_bad,
     )
     count, peak_rss, peak_private = 0, 0, 0
     start = time.perf_counter()

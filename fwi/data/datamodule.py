@@ -15,7 +15,7 @@ import numpy as np
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from fwi.data.datasets import KaggleTestDataset, ShotGatherDataset, collate_skipping_bad
+from fwi.data.datasets import BatchedReads, KaggleTestDataset, ShotGatherDataset, collate_skipping_bad
 from fwi.data.families import SAMPLES_PER_FILE
 from fwi.data.formats import FilePair, discover_pairs, kaggle_test_files
 from fwi.data.normalization import seismic_limits
@@ -139,7 +139,7 @@ class FwiDataModule(LightningDataModule):
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
-            dataset,
+            BatchedReads(dataset),
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

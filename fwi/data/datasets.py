@@ -144,11 +144,10 @@ class ShotGatherDataset(Dataset):
         meta = self._read_into(item, seismic, velocity)
         return None if meta is None else {"seismic": seismic, "velocity": velocity, **meta}
 
-    def __getitems__(self, items: list[int]) -> dict[str, Any]:
+    def read_batch(self, items: list[int]) -> dict[str, Any]:
         """A whole batch read into one (shared-memory, in a worker) tensor: no per-sample copy, no stack.
 
-        DataLoader calls this instead of `__getitem__` per sample; `collate_skipping_bad` passes the
-        already-batched dict through. Bad samples skipped with `on_bad="skip"` are left out.
+        Bad samples skipped with `on_bad="skip"` are left out. See `BatchedReads` for DataLoaders.
         """
         seismic = torch.empty((len(items), *SEISMIC_SHAPE), dtype=self._seismic_dtype())
         velocity = torch.empty((len(items), *VELOCITY_SHAPE), dtype=torch.float32)
@@ -165,6 +164,27 @@ class ShotGatherDataset(Dataset):
             "family": torch.tensor([metas[j]["family"] for j in keep], dtype=torch.long),
             "mirrored": torch.tensor([metas[j]["mirrored"] for j in keep], dtype=torch.bool),
         }
+
+
+class BatchedReads(Dataset):
+    """Wraps a ShotGatherDataset so a DataLoader fetches whole batches with `read_batch`.
+
+    DataLoader calls `__getitems__` with a batch's indices when a dataset has it; the result is the
+    finished batch, which `collate_skipping_bad` passes through (default_collate would not). The
+    unwrapped dataset keeps per-sample dicts for plain DataLoaders.
+    """
+
+    def __init__(self, dataset: ShotGatherDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item: int) -> dict[str, Any] | None:
+        return self.dataset[item]
+
+    def __getitems__(self, items: list[int]) -> dict[str, Any]:
+        return self.dataset.read_batch(items)
 
 
 class KaggleTestDataset(Dataset):
@@ -187,7 +207,7 @@ class KaggleTestDataset(Dataset):
 def collate_skipping_bad(samples: list[dict[str, Any] | None] | dict[str, Any]) -> dict[str, Any]:
     """default_collate without the samples a dataset skipped (None); an all-bad batch is empty.
 
-    A dict is a batch `ShotGatherDataset.__getitems__` already assembled: it is returned as is.
+    A dict is a batch `BatchedReads` already assembled: it is returned as is.
     """
     if isinstance(samples, dict):
         return samples

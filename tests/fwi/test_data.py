@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fwi.data import FwiDataError, ShotGatherDataset, discover_pairs, mirror_sample
-from fwi.data.datasets import KaggleTestDataset, collate_skipping_bad
+from fwi.data.datasets import BatchedReads, KaggleTestDataset, collate_skipping_bad
 from fwi.data.formats import kaggle_test_files
 from fwi.data.normalization import denormalize_velocity, normalize_seismic, normalize_velocity, seismic_limits
 from fwi.data.splits import make_split
@@ -50,6 +50,16 @@ def test_dataset_reads_memory_mapped_samples_equal_to_files(openfwi_root: Path) 
     assert sample["family"] == 0 and 1500 <= sample["velocity"].min() <= sample["velocity"].max() <= 4500
     assert all(isinstance(a, np.memmap) for a in dataset._maps.values())
     assert len(ShotGatherDataset(pairs, max_samples=5)) == 5
+    plain = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))  # default_collate works
+    batched = next(
+        iter(
+            torch.utils.data.DataLoader(BatchedReads(dataset), batch_size=4, collate_fn=collate_skipping_bad)
+        )
+    )
+    assert torch.equal(plain["seismic"], batched["seismic"]) and torch.equal(
+        plain["velocity"], batched["velocity"]
+    )
+    assert batched["family"].tolist() == [6, 6, 6, 6]
 
 
 def test_wrong_shape_truncated_and_unpaired_files_are_named(openfwi_root: Path, tmp_path: Path) -> None:
@@ -93,6 +103,9 @@ def test_nan_sample_is_an_error_or_a_counted_skip(openfwi_root: Path, tmp_path: 
     skipping = ShotGatherDataset(pairs, on_bad="skip")
     batch = collate_skipping_bad([skipping[i] for i in range(4)])
     assert batch["seismic"].shape[0] == 3 and skipping.skipped == 1
+    batch = skipping.read_batch([0, 1, 2, 3])
+    assert batch["seismic"].shape[0] == 3 and skipping.skipped == 2
+    np.testing.assert_array_equal(batch["seismic"][2].numpy(), data[3])
 
 
 def test_kaggle_test_files(openfwi_root: Path, tmp_path: Path) -> None:

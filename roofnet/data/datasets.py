@@ -201,6 +201,12 @@ class _OpenRasters:
     handles are not pickled, so each DataLoader worker opens its own."""
 
     _handles: dict
+    gdal_cache_mb = 64  # GDAL's block cache defaults to 5 % of RAM: random windows would fill it
+
+    def _reading(self):
+        import rasterio
+
+        return rasterio.Env(GDAL_CACHEMAX=self.gdal_cache_mb)
 
     def _handle(self, path: Path):
         import rasterio
@@ -275,12 +281,13 @@ class AIRSDataset(_OpenRasters, Dataset):
             tile, row, col = self.windows[index]
         image_path, label_path = self.pairs[tile]
         window = (row, col, self.image_size, self.image_size)
-        sample = {
-            "image": image_tensor(read_image(image_path, window, self._handle(image_path))),
-            "dataset": "airs",
-        }
-        if label_path is not None:
-            label = read_label(label_path, (0, 1), window=window, handle=self._handle(label_path))
+        with self._reading():
+            pixels = read_image(image_path, window, self._handle(image_path))
+            label = None
+            if label_path is not None:
+                label = read_label(label_path, (0, 1), window=window, handle=self._handle(label_path))
+        sample = {"image": image_tensor(pixels), "dataset": "airs"}
+        if label is not None:
             sample["building"] = torch.from_numpy(label.astype(np.float32))
         return augment_sample(sample, _sample_generator()) if self.augment else sample
 
@@ -351,7 +358,8 @@ class PredictionWindows(_OpenRasters, Dataset):
         path = self.files[item["file_index"]]
         window = (item["row"], item["col"], self.window, self.window)
         if path.suffix.lower() in (".tif", ".tiff"):
-            pixels = read_image(path, window, self._handle(path))
+            with self._reading():
+                pixels = read_image(path, window, self._handle(path))
         else:
             full = read_image(path)
             pixels = np.zeros((self.window, self.window, 3), np.uint8)

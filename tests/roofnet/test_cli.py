@@ -99,6 +99,10 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> No
         _checkpoint(run / "checkpoints/last.ckpt")["state_dict"]["image_std"].min() < 0.49
     )  # data statistics
 
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
+    assert {"overlay/rid", "overlay/roofline", "overlay/airs"} <= set(events.Tags()["images"])
     metrics = json.loads((run / "export/metrics.json").read_text())
     for key in ("val/segments_miou", "val/rid_building_iou", "val/airs_boundary_iou", "val/line_fscore"):
         assert 0 <= metrics[key] <= 1, key

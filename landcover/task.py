@@ -203,7 +203,7 @@ class LandCoverTask(LightningModule):
             if list(theirs) != ours:
                 raise ValueError(
                     f"model.init_args.{what} is {ours} but the data at {datamodule.root} has {list(theirs)}; "
-                    f"set model.init_args.{what} to match"
+                    f"make model.init_args.{what} and data.init_args.{what} (or its dataset.json) agree"
                 )
         self.band_mean.copy_(torch.as_tensor(datamodule.band_mean))
         self.band_std.copy_(torch.as_tensor(datamodule.band_std))

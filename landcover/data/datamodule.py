@@ -27,7 +27,7 @@ from landcover.data.datasets import (
     scan,
 )
 from landcover.data.formats import DEFAULT_BANDS, METADATA_FILE, SPLITS, DatasetMetadata, PatchFormatError
-from landcover.data.synthetic import write_synthetic_dataset
+from landcover.data.synthetic import synthetic_settings, write_synthetic_dataset
 
 
 def find_split(root: Path, split: str) -> tuple[str, Path | list[Path]] | None:
@@ -131,16 +131,26 @@ class LandCoverDataModule(LightningDataModule):
 
     # -- data on disk -------------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        if self.synthetic_samples > 0 and (not self.root.is_dir() or not any(self.root.iterdir())):
-            counts = write_synthetic_dataset(
-                self.root,
-                samples=self.synthetic_samples,
-                size=self.synthetic_size,
-                layout=self.synthetic_layout,
-                units=self.synthetic_units,
-                seed=self.seed,
-            )
+        """Write the synthetic dataset into an empty root; refuse one made with other settings."""
+        if self.synthetic_samples <= 0:
+            return
+        wanted = synthetic_settings(
+            self.synthetic_samples,
+            self.synthetic_size,
+            self.synthetic_layout,
+            self.synthetic_units,
+            self.seed,
+        )
+        if not self.root.is_dir() or not any(self.root.iterdir()):
+            counts = write_synthetic_dataset(self.root, **wanted)
             rank_zero_info(f"landcover: wrote synthetic patches {counts} to {self.root}")
+            return
+        made = (DatasetMetadata.read(self.root) or DatasetMetadata()).synthetic
+        if made is not None and made != wanted:
+            raise PatchFormatError(
+                f"{self.root / METADATA_FILE}: this synthetic dataset was made with {made}, the config asks "
+                f"for {wanted}; delete {self.root} to regenerate it, or choose another data.root"
+            )
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -56,6 +56,7 @@ class DatasetMetadata:
     bands: list[str] = field(default_factory=lambda: list(DEFAULT_BANDS))
     units: str = "reflectance"
     dn_offset: int = 0
+    synthetic: dict | None = None  # the generator's settings, for synthetic datasets
 
     def write(self, root: str | Path) -> Path:
         path = Path(root) / METADATA_FILE

@@ -99,6 +99,11 @@ def synthesize(
     return images, labels.astype(np.int64)
 
 
+def synthetic_settings(samples: int, size: int, layout: str, units: str, seed: int) -> dict:
+    """What dataset.json records about how a synthetic dataset was made."""
+    return {"samples": samples, "size": size, "layout": layout, "units": units, "seed": seed}
+
+
 def write_synthetic_dataset(
     out: str | Path,
     samples: int = 1000,
@@ -140,5 +145,6 @@ def write_synthetic_dataset(
         bands=list(bands),
         units=units,
         dn_offset=dn_offset if units == "dn" else 0,
+        synthetic=synthetic_settings(samples, size, layout, units, seed),
     ).write(out)
     return counts

@@ -211,3 +211,13 @@ def test_bands_are_chosen_by_name_from_files_with_more_bands(tmp_path: Path) -> 
     assert batch["image"][0, :, 0, 0].tolist() == [1, 2, 3, 7, 11, 12]
     with pytest.raises(PatchFormatError, match=r"data\.bands asks for \['B13'\], but the files hold"):
         ready(tmp_path, bands=["B02", "B13"])
+
+
+def test_synthetic_root_made_with_other_settings_is_refused(tmp_path: Path) -> None:
+    ready(tmp_path, synthetic_samples=40, synthetic_size=8)
+    assert len(list((tmp_path / "train").glob("*.npz"))) > 20
+    ready(tmp_path, synthetic_samples=40, synthetic_size=8)  # the same settings: reused as it is
+    with pytest.raises(
+        PatchFormatError, match=r"dataset\.json: this synthetic dataset was made with .*'size': 8"
+    ):
+        ready(tmp_path, synthetic_samples=40, synthetic_size=16)

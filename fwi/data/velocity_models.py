@@ -4,7 +4,8 @@ Every function draws one (70, 70) float32 model in m/s from a numpy Generator, s
 only on its own seed. "A" variants are simpler than "B" ones, as in the paper:
 
     FlatVel     flat layers; A: 2-4 layers, velocity increasing with depth; B: 3-6 layers in any order
-    CurveVel    the same layers bent by smooth sinusoidal interfaces (A: parallel, gentle; B: each its own)
+    CurveVel    the same layers bent by smooth sinusoidal interfaces (A: parallel, gentle; B: stronger,
+                each interface with an extra undulation of its own)
     FlatFault   flat layers cut by one fault (A: 2-4 increasing layers; B: 3-6 in any order, larger throw)
     CurveFault  curved layers cut by one fault
     Style       smooth random media with a depth trend (A: long correlation; B: short, rougher)
@@ -20,6 +21,7 @@ from scipy.ndimage import gaussian_filter
 
 from fwi.data.families import DEPTH, VELOCITY_MAX, VELOCITY_MIN, WIDTH, canonical_family, family_kind
 
+MIN_THICKNESS = 4  # cells between interfaces where they start
 _Z = np.arange(DEPTH, dtype=np.float64)[:, None]
 _X = np.arange(WIDTH, dtype=np.float64)[None, :]
 
@@ -29,15 +31,26 @@ def _layer_velocities(rng: np.random.Generator, n: int, complex_: bool) -> np.nd
     return values if complex_ else np.sort(values)
 
 
+def _sinusoid(rng: np.random.Generator, max_amplitude: float) -> np.ndarray:
+    """(1, WIDTH) smooth lateral undulation, in cells."""
+    amplitude = rng.uniform(1, max_amplitude)
+    wavelength = rng.uniform(30, 120)
+    return amplitude * np.sin(2 * np.pi * _X / wavelength + rng.uniform(0, 2 * np.pi))
+
+
 def _interfaces(rng: np.random.Generator, n_layers: int, curved: bool, complex_: bool) -> np.ndarray:
-    """(n_layers - 1, WIDTH) depths of the interfaces, in cells, increasing downwards at each x."""
-    depths = np.sort(rng.uniform(6, DEPTH - 4, size=n_layers - 1))[:, None] * np.ones((1, WIDTH))
+    """(n_layers - 1, WIDTH) depths of the interfaces, in cells, increasing downwards at each x.
+
+    Interfaces start at least `MIN_THICKNESS` cells apart. Curved ones share one undulation (A), or
+    in B a larger shared one plus a small undulation of their own, so layers bend without crossing.
+    """
+    n = n_layers - 1
+    gaps = np.arange(n) * MIN_THICKNESS
+    depths = (np.sort(rng.uniform(6, DEPTH - 4 - gaps[-1], size=n)) + gaps)[:, None] * np.ones((1, WIDTH))
     if curved:
-        n_curves = depths.shape[0] if complex_ else 1
-        amplitude = rng.uniform(2, 10 if complex_ else 6, size=(n_curves, 1))
-        wavelength = rng.uniform(30, 120, size=(n_curves, 1))
-        phase = rng.uniform(0, 2 * np.pi, size=(n_curves, 1))
-        depths = depths + amplitude * np.sin(2 * np.pi * _X / wavelength + phase)
+        depths = depths + _sinusoid(rng, 10 if complex_ else 6)
+        if complex_:
+            depths = depths + np.concatenate([_sinusoid(rng, 3) for _ in range(n)])
     return np.sort(depths, axis=0)
 
 

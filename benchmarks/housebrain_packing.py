@@ -1,8 +1,8 @@
 """Training throughput with and without sequence packing (baseline: no packing, batch 1 as in the plan).
 
-    .venv/bin/python benchmarks/housebrain_packing.py [--steps 12] [--max-length 4096] [--model PATH --device cuda]
+    .venv/bin/python benchmarks/housebrain_packing.py [--steps 4] [--max-length 2048] [--model PATH|tiny] [--device cuda]
 
-Short samples (single-floor designs, tiny Llama, CPU, one thread): reply-masked LoRA SFT steps
+Short samples (single-floor designs; SmolLM2-135M by default, CPU one thread): reply-masked LoRA SFT steps
 (forward, backward, AdamW) on rows of one sample each (padded batches of `--batch` samples) versus rows
 packed to `--max-length` tokens. Throughput counts real tokens only (padding excluded).
 """
@@ -19,7 +19,7 @@ import torch
 from housebrain.data.chat import collate_rows, encode_conversation, pack
 from housebrain.data.generator import requirements_from_prompt, sample
 from housebrain.evaluation import masked_loss
-from housebrain.models.causal_lm import ensure_tiny_llama
+from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama
 from housebrain.task import HouseDesignSFT
 
 
@@ -50,17 +50,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--max-length", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--model", default="", help="local HF dir or .gguf (default: a tiny random Llama)")
+    parser.add_argument("--model", default="", help="local HF dir, .gguf or 'tiny' (default: SmolLM2 GGUF)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(1)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        model_path = args.model or str(ensure_tiny_llama(Path(tmp) / "tiny", samples=100))
+        model_path = args.model or default_model_path()
+        if args.model == "tiny":
+            model_path = str(ensure_tiny_llama(Path(tmp) / "tiny", samples=100))
         task = HouseDesignSFT(model_path=model_path, eval_generate_samples=0).to(args.device)
         short = [
             s

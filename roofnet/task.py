@@ -6,7 +6,8 @@ Roofline batches lines and height, AIRS batches building and boundary. The total
 sum of the present losses, or with `uncertainty_weighting` Kendall et al.'s
 `sum_i exp(-s_i) * w_i * L_i + s_i` with a learned log-variance s_i per task.
 
-Validation metrics, per dataset dataloader (logged as `val/<metric>`):
+Validation metrics, per dataset dataloader (logged as `val/<metric>`; `mtl test`: `test/<metric>` on
+RID's shared test split and the Roofline/AIRS validation data):
     segments_miou, segments_iou/<class>, superstructures_miou      RID
     rid_building_iou, airs_building_iou, airs_boundary_iou          RID, AIRS
     line_fscore, line_fscore/<eave|ridge|hip|valley>                Roofline
@@ -188,10 +189,10 @@ class RoofTask(LightningModule):
         losses = self.task_losses(outputs, batch)
         dataset = batch["dataset"][0]
         size = batch["image"].shape[0]
+        stage = "test" if self.trainer.testing else "val"
         if losses:
-            self.log(
-                f"val/{dataset}_loss", self.total_loss(losses), batch_size=size, add_dataloader_idx=False
-            )
+            total = self.total_loss(losses)
+            self.log(f"{stage}/{dataset}_loss", total, batch_size=size, add_dataloader_idx=False)
         self.update_metrics(outputs, batch, dataset)
         if self.hparams.overlays and batch_idx == 0:
             self.log_overlay(batch, outputs, dataset)
@@ -210,6 +211,13 @@ class RoofTask(LightningModule):
     def on_validation_epoch_end(self) -> None:
         for name, value in self.compute_metrics().items():
             self.log(f"val/{name}", value)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.validation_step(batch, batch_idx, dataloader_idx)
+
+    def on_test_epoch_end(self) -> None:
+        for name, value in self.compute_metrics().items():
+            self.log(f"test/{name}", value)
 
     def compute_metrics(self) -> dict[str, torch.Tensor]:
         """Scalars of every metric that saw data this epoch (then reset)."""

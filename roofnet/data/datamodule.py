@@ -171,12 +171,15 @@ class RoofDataModule(LightningDataModule):
         )
         write_synthetic(self.root, layout)
 
-    def dataset(self, name: str, train: bool) -> Dataset:
-        """One dataset at the current `image_size`: the training split (with augmentation) or validation."""
+    def dataset(self, name: str, train: bool, test: bool = False) -> Dataset:
+        """One dataset at the current `image_size`: the training split (with augmentation), validation,
+        or with `test` RID's shared test split (Roofline and AIRS: their validation data, as AIRS's
+        test tiles have no labels)."""
         root, size = self.roots[name], self.image_size
         augment = self.augment and train
         if name == "rid":
-            return RIDDataset(root, "train" if train else "val", self.rid_split, size, augment)
+            split = "train" if train else "test" if test else "val"
+            return RIDDataset(root, split, self.rid_split, size, augment)
         if name == "roofline":
             split = "train" if train else "val"
             return RooflineDataset(root, split, self.roofline_val_fraction, size, augment)
@@ -231,6 +234,14 @@ class RoofDataModule(LightningDataModule):
             self._loader(
                 self._limited(self.dataset(name, train=False), self.val_max_samples, spread=True),
                 shuffle=False,
+            )
+            for name in self.phases
+        ]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [
+            self._loader(
+                self._limited(self.dataset(name, False, test=True), self.val_max_samples, True), False
             )
             for name in self.phases
         ]

@@ -34,7 +34,7 @@ def test_sbatch_script_trains_logs_into_the_run_directory_and_plots(tmp_path: Pa
     log = run / "slurm-4242.log"
     assert done.returncode == 0, log.read_text()[-3000:]
     text = log.read_text()
-    assert "job 4242 restart 0" in text and "done: curves in" in text
+    assert "job 4242 restart 0" in text and "resume: last" in text and "done: curves in" in text
     assert (run / "checkpoints/last.ckpt").is_file() and (run / "curves.png").is_file()
 
     missing = subprocess.run(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -89,6 +90,54 @@ def check(root: str, family: str | None = None, scan: bool = False, on_bad: str 
     return report
 
 
+def splits(
+    root: str,
+    family: str | None = None,
+    split: str = "files",
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    folds: int = 5,
+    fold: int | None = None,
+    holdout_family: str | None = None,
+) -> dict[str, Any]:
+    """Show which files each split gets, as `FwiDataModule` would build it (by whole files).
+
+    With --split kfold and no --fold, every fold is listed; with --split leave_family_out and no
+    --holdout_family, every family is held out once. Train with the same values under `data.init_args`.
+
+    Args:
+        root: dataset root (family folders) or one family's folder with --family.
+        family: family of a single-family root.
+        split: files, kfold or leave_family_out.
+        val_fraction: fraction of each family's files for validation (files).
+        test_fraction: fraction of each family's files for test (files).
+        folds: number of folds (kfold).
+        fold: one fold to show (kfold); default all.
+        holdout_family: the family held out (leave_family_out); default each in turn.
+    """
+    from fwi.data.formats import discover_pairs
+    from fwi.data.splits import make_split
+
+    pairs = discover_pairs(root, family=family)
+    if split == "kfold":
+        variants = {f"fold {k}": {"fold": k} for k in ([fold] if fold is not None else range(folds))}
+    elif split == "leave_family_out":
+        held = [holdout_family] if holdout_family else sorted({p.family for p in pairs})
+        variants = {f"holdout {name}": {"holdout_family": name} for name in held}
+    else:
+        variants = {split: {}}
+    report: dict[str, Any] = {}
+    for label, extra in variants.items():
+        options = {"val_fraction": val_fraction, "test_fraction": test_fraction, "folds": folds, **extra}
+        chosen = make_split(pairs, split, **options)
+        report[label] = {
+            part: [f"{p.family}: {p.seismic.relative_to(Path(root))} ({p.count})" for p in files]
+            for part, files in chosen.items()
+        }
+    print(json.dumps(report, indent=2))
+    return report
+
+
 def cache(root: str, out: str, family: str | None = None, velocity: bool = False) -> list[str]:
     """Convert float32 seismic files once into a float16 copy with the same layout (half the bytes).
 
@@ -138,4 +187,4 @@ def submit(
 
 
 def commands() -> dict[str, Callable[..., Any]]:
-    return {"generate": generate, "check": check, "cache": cache, "submit": submit}
+    return {"generate": generate, "check": check, "splits": splits, "cache": cache, "submit": submit}

@@ -162,3 +162,15 @@ def test_mirror_of_flat_model_is_the_same_survey(openfwi_root: Path) -> None:
     assert (kept[2] - seismic[2]).abs().max() > 1e-2 * scale  # the 10 m source offset is visible
     again, _ = mirror_sample(kept, None, middle="keep")
     assert torch.equal(again, seismic)
+
+
+def test_splits_verb_lists_every_fold_and_holdout(openfwi_root: Path, capsys) -> None:
+    from fwi.tools import splits
+
+    folds = splits(root=str(openfwi_root), split="kfold", folds=2)
+    assert list(folds) == ["fold 0", "fold 1"]
+    assert "FlatVel-A: FlatVel-A/data/data2.npy (4)" in folds["fold 1"]["val"]
+    held = splits(root=str(openfwi_root), split="leave_family_out")
+    assert list(held) == ["holdout CurveFault-A", "holdout FlatVel-A"]
+    assert len(held["holdout FlatVel-A"]["val"]) == 3 and len(held["holdout FlatVel-A"]["train"]) == 2
+    assert '"fold 0"' in capsys.readouterr().out

@@ -96,3 +96,17 @@ def test_shard_switch_reads_the_shard(tmp_path: Path, dataset: Path, model_and_t
     assert len(data.train_samples) == len(read_chat_jsonl(tmp_path / "splits/split_02/train.jsonl"))
     with pytest.raises(ChatDataError, match="split_07: shard 7 not found"):
         HouseDesignDataModule(root=str(tmp_path / "splits"), shard=7).files()
+
+
+def test_knobs_are_read_when_loaders_are_built(model_and_tokenizer, dataset: Path) -> None:
+    # StagedScaling changes these attributes after setup and rebuilds the loaders
+    data = HouseDesignDataModule(root=str(dataset), max_length=4096)
+    data.tokenizer = model_and_tokenizer[1]
+    data.setup("fit")
+    data.max_samples, data.batch_size = 6, 2
+    assert len(data.train_dataloader()) == 3
+    data.packing = True
+    batch = next(iter(data.train_dataloader()))
+    assert (
+        batch["input_ids"].shape[0] <= 2 and int(batch["sample_index"].max()) >= 1
+    )  # several samples per row

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torchmetrics import ConfusionMatrix, MetricCollection
 from torchmetrics.classification import (
@@ -262,7 +263,7 @@ class LandCoverTask(LightningModule):
         return {"probabilities": probabilities, "prediction": probabilities.argmax(1)}
 
     # -- per-class report and confusion matrix ------------------------------------------------------
-    def _report(self, stage: str) -> list[dict[str, Any]]:
+    def _report(self, stage: str) -> tuple[list[dict[str, Any]], Tensor]:
         confusion = self.confusion[f"{stage}_confusion"].compute()
         self.confusion[f"{stage}_confusion"].reset()
         rows = per_class_report(confusion, self.class_names)
@@ -274,16 +275,32 @@ class LandCoverTask(LightningModule):
             title = f"{stage} confusion matrix, step {self.global_step}"
             experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(confusion, self.class_names, title),
                                   self.global_step)  # fmt: skip
-        return rows
+        return rows, confusion
 
     def on_validation_epoch_end(self) -> None:
         self._report("val")
 
     def on_test_epoch_end(self) -> None:
-        rows = self._report("test")
-        if self.trainer.is_global_zero and self.trainer.log_dir:
-            path = Path(self.trainer.log_dir) / "test_report.json"
-            path.write_text(json.dumps(rows, indent=2) + "\n")
+        """Besides TensorBoard: test_report.json, test_confusion_matrix.png and the table on the console."""
+        rows, confusion = self._report("test")
+        if not (self.trainer.is_global_zero and self.trainer.log_dir):
+            return
+        out = Path(self.trainer.log_dir)
+        report = {
+            "classes": rows,
+            "confusion_matrix": confusion.tolist(),
+            "rows": "true class",
+            "columns": "predicted",
+        }
+        (out / "test_report.json").write_text(json.dumps(report, indent=2) + "\n")
+        figure = confusion_figure(
+            confusion, self.class_names, f"test confusion matrix, step {self.global_step}"
+        )
+        figure.savefig(out / "test_confusion_matrix.png", dpi=100)
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)
+        rank_zero_info(f"landcover test report ({out}):\n{report_markdown(rows)}")
 
     # -- optimisation -------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:

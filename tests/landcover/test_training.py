@@ -65,8 +65,9 @@ def test_focal_sgd_plateau_accumulation_and_reports(tmp_path: Path, monkeypatch:
 
     main(["test", *TINY, "--name", "landcover/options", "--ckpt_path", str(run / "checkpoints/last.ckpt")])
     report = json.loads((run / "test_report.json").read_text())
-    assert [row["class"] for row in report] == list(DEFAULT_CLASSES)
-    assert sum(row["support"] for row in report) == 26
+    assert [row["class"] for row in report["classes"]] == list(DEFAULT_CLASSES)
+    assert sum(row["support"] for row in report["classes"]) == 26 == sum(map(sum, report["confusion_matrix"]))
+    assert (run / "test_confusion_matrix.png").stat().st_size > 5_000
 
 
 @pytest.mark.parametrize("recipe", ["baseline_cnn", "resnet18", "efficientnet_b0"])

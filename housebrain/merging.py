@@ -220,6 +220,7 @@ def merge_adapters(
     generate_samples: int = 0,
     max_length: int = 1024,
     max_new_tokens: int = 1536,
+    constrained: bool = False,
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge, export `out/adapter` and `out/merged`, evaluate, write `out/report.{json,md}`."""
@@ -244,9 +245,11 @@ def merge_adapters(
     def evaluate(model: Any, tokenizer: Any) -> dict[str, float]:
         result = evaluate_conversations(model, tokenizer, conversations, max_length) if conversations else {}
         if generate_samples and conversations:
-            result.update(
-                generation_rates(model, tokenizer, conversations[:generate_samples], max_new_tokens)
-            )
+            prompts = conversations[:generate_samples]
+            result.update(generation_rates(model, tokenizer, prompts, max_new_tokens))
+            if constrained:
+                rates = generation_rates(model, tokenizer, prompts, max_new_tokens, constrained=True)
+                result.update({f"constrained_{k}": v for k, v in rates.items()})
         return result
 
     rows: list[dict[str, Any]] = []

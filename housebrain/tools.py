@@ -162,6 +162,7 @@ def merge(
     generate_samples: int = 0,
     max_length: int = 1024,
     max_new_tokens: int = 1536,
+    constrained: bool = False,
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge LoRA adapters; export a peft adapter dir and a merged full model; report against each input.
@@ -182,6 +183,7 @@ def merge(
         generate_samples: eval prompts answered by generation for JSON/validator pass rates (0: skip).
         max_length: samples longer than this many tokens are truncated for the eval loss.
         max_new_tokens: generation length limit for --generate_samples.
+        constrained: also generate with schema-constrained decoding and report those rates beside.
         base: base model path; default: the one recorded in the adapters (housebrain.json).
     """
     from housebrain.merging import merge_adapters
@@ -198,6 +200,7 @@ def merge(
         generate_samples=generate_samples,
         max_length=max_length,
         max_new_tokens=max_new_tokens,
+        constrained=constrained,
         base=base,
     )
     print(Path(out, "report.md").read_text())

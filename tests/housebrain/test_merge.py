@@ -47,7 +47,7 @@ def test_average_is_the_exact_mean_of_deltas(
 ) -> None:
     housebrain_cli(
         ["merge", "--adapters", f"[{','.join(map(str, adapters))}]", "--strategy", "average", "--out", "avg",
-         "--eval", str(dataset / "eval.jsonl"), "--eval_samples", "2", "--generate_samples", "1", "--max_new_tokens", "8"]
+         "--eval", str(dataset / "eval.jsonl"), "--eval_samples", "2", "--generate_samples", "1", "--max_new_tokens", "8", "--constrained", "true"]
     )  # fmt: skip
     base, _ = load_causal_lm(tiny_model)
     base_q = base.model.layers[0].self_attn.q_proj.weight.detach()

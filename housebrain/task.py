@@ -54,6 +54,7 @@ class HouseDesignSFT(LightningModule):
         best_checkpoint: keep `checkpoints/best.ckpt` by `val/select`.
         eval_constrained: also answer the eval prompts with schema-constrained decoding and log the
             rates as `val/constrained_*` (with and without, side by side).
+        gradient_checkpointing: recompute activations in the backward pass (less memory, ~30% slower).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class HouseDesignSFT(LightningModule):
         eval_max_new_tokens: int = 512,
         best_checkpoint: bool = True,
         eval_constrained: bool = False,
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -80,6 +82,8 @@ class HouseDesignSFT(LightningModule):
             ensure_tiny_llama(self.source)
         base, self.tokenizer = load_causal_lm(self.source)
         targets = target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"]
+        if gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = build_lora_model(base, lora_r, lora_alpha, lora_dropout, targets)
         self.end_of_turn = end_of_turn_id(self.tokenizer)
         self.val_loss_mean = MeanMetric()

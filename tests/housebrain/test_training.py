@@ -40,6 +40,27 @@ def test_loss_goes_down_on_reply_tokens(tiny_model: Path, dataset: Path) -> None
     assert trainable and all("lora_" in n for n in trainable)
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_model: Path, dataset: Path) -> None:
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        task = HouseDesignSFT(
+            model_path=str(tiny_model), lora_dropout=0.0, gradient_checkpointing=checkpointing
+        )
+        task.train()
+        assert task.model.get_base_model().is_gradient_checkpointing == checkpointing
+        for name, p in task.named_parameters():
+            if "lora_B" in name:  # non-zero B so that A gets gradients too
+                torch.nn.init.normal_(p, std=0.02, generator=torch.Generator().manual_seed(1))
+        sample = encode_conversation(task.tokenizer, read_chat_jsonl(dataset / "train.jsonl")[0])
+        batch = collate_rows([[sample]], task.tokenizer.pad_token_id)
+        masked_loss(task(batch["input_ids"], batch["position_ids"]), batch["labels"])[0].backward()
+        grads.append({n: p.grad.clone() for n, p in task.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-4)
+
+
 def test_quickstart_fit_checkpoints_resume_and_export(
     mtl, housebrain_cli, tmp_path: Path, tiny_model: Path, dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
+from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from fwi.data.families import FAMILIES, SEISMIC_SHAPE, VELOCITY_MAX, VELOCITY_MIN
@@ -28,24 +29,40 @@ from fwi.models import build_model
 VELOCITY_SCALE = (VELOCITY_MAX - VELOCITY_MIN) / 2  # 1500: [-1, 1] MAE -> m/s
 
 
-class PerFamilyMAE(Metric):
-    """MAE on [-1, 1] for each OpenFWI family (NaN where a family had no samples)."""
+class PerFamilyMetrics(Metric):
+    """MAE, RMSE and SSIM on [-1, 1] for each OpenFWI family: (3, n_families), NaN where none was seen.
+
+    MAE and RMSE pool pixels over the family's samples; SSIM is the mean of per-sample SSIMs.
+    """
 
     full_state_update = False
+    NAMES = ("mae", "rmse", "ssim")
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_state("total", torch.zeros(len(FAMILIES), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros(len(FAMILIES), dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("abs_total", "square_total", "ssim_total", "count"):
+            self.add_state(name, torch.zeros(len(FAMILIES), dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, target: torch.Tensor, family: torch.Tensor) -> None:
-        per_sample = (pred - target).abs().flatten(1).mean(1).double()
         known = family >= 0
-        self.total.index_add_(0, family[known], per_sample[known])
-        self.count.index_add_(0, family[known], torch.ones_like(per_sample[known]))
+        if not known.any():
+            return
+        pred, target, family = pred[known], target[known], family[known].long()
+        error = (pred - target).flatten(1)
+        ssim = structural_similarity_index_measure(pred, target, data_range=2.0, reduction="none")
+        self.abs_total.index_add_(0, family, error.abs().mean(1).double())
+        self.square_total.index_add_(0, family, error.pow(2).mean(1).double())
+        self.ssim_total.index_add_(0, family, ssim.double())
+        self.count.index_add_(0, family, torch.ones_like(family, dtype=torch.float64))
 
     def compute(self) -> torch.Tensor:
-        return self.total / self.count
+        return torch.stack(
+            [
+                self.abs_total / self.count,
+                (self.square_total / self.count).sqrt(),
+                self.ssim_total / self.count,
+            ]
+        )
 
 
 class VelocityInversionTask(LightningModule):
@@ -92,8 +109,8 @@ class VelocityInversionTask(LightningModule):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.val_family_mae = PerFamilyMAE()
-        self.test_family_mae = PerFamilyMAE()
+        self.val_family_metrics = PerFamilyMetrics()
+        self.test_family_metrics = PerFamilyMetrics()
         self.example_input_array = torch.zeros(1, *SEISMIC_SHAPE)
 
     # -- statistics -------------------------------------------------------------------------------
@@ -153,7 +170,7 @@ class VelocityInversionTask(LightningModule):
         return loss
 
     def _evaluate(
-        self, batch: dict[str, Any], metrics: MetricCollection, family_mae: PerFamilyMAE, prefix: str
+        self, batch: dict[str, Any], metrics: MetricCollection, per_family: PerFamilyMetrics, prefix: str
     ):
         if batch["seismic"].shape[0] == 0:
             return None
@@ -161,35 +178,39 @@ class VelocityInversionTask(LightningModule):
         target = normalize_velocity(batch["velocity"])
         loss, _ = self._loss(pred, target)
         metrics.update(pred, target)
-        family_mae.update(pred, target, batch["family"])
+        per_family.update(pred, target, batch["family"])
         self.log(f"{prefix}/loss", loss, prog_bar=True, batch_size=pred.shape[0])
         return pred
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        pred = self._evaluate(batch, self.val_metrics, self.val_family_mae, "val")
+        pred = self._evaluate(batch, self.val_metrics, self.val_family_metrics, "val")
         if batch_idx == 0 and pred is not None and self.hparams.log_images:
             self._log_images(batch, pred)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, self.test_family_mae, "test")
+        self._evaluate(batch, self.test_metrics, self.test_family_metrics, "test")
 
-    def _log_epoch_metrics(self, metrics: MetricCollection, family_mae: PerFamilyMAE, prefix: str) -> None:
+    def _log_epoch_metrics(
+        self, metrics: MetricCollection, per_family: PerFamilyMetrics, prefix: str
+    ) -> None:
         values = metrics.compute()
         values[f"{prefix}/mae_ms"] = values[f"{prefix}/mae"] * VELOCITY_SCALE
-        per_family = family_mae.compute()
-        for name, value in zip(FAMILIES, per_family, strict=True):
-            if torch.isfinite(value):
-                values[f"{prefix}/mae/{name}"] = value.float()
-                values[f"{prefix}/mae_ms/{name}"] = value.float() * VELOCITY_SCALE
+        table = per_family.compute().float()
+        for column, name in enumerate(FAMILIES):
+            if not torch.isfinite(table[0, column]):
+                continue
+            for row, metric in enumerate(PerFamilyMetrics.NAMES):
+                values[f"{prefix}/{metric}/{name}"] = table[row, column]
+            values[f"{prefix}/mae_ms/{name}"] = table[0, column] * VELOCITY_SCALE
         self.log_dict(values)
         metrics.reset()
-        family_mae.reset()
+        per_family.reset()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.val_metrics, self.val_family_mae, "val")
+        self._log_epoch_metrics(self.val_metrics, self.val_family_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.test_metrics, self.test_family_mae, "test")
+        self._log_epoch_metrics(self.test_metrics, self.test_family_metrics, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         family = batch.get("family")

@@ -100,3 +100,23 @@ def test_submission_refuses_bad_predictions() -> None:
         check_prediction(np.where(np.eye(70, dtype=bool), np.nan, good), "123")
     with pytest.raises(SubmissionError, match=r"7\.npy: prediction spans 3000\.0\.\.5000\.0 m/s"):
         check_prediction(np.where(np.eye(70, dtype=bool), 5000.0, good), "7")
+
+
+def test_per_family_metrics_match_the_overall_ones_for_one_family() -> None:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from fwi.task import PerFamilyMetrics
+
+    torch.manual_seed(0)
+    target = torch.rand(6, 1, 70, 70) * 2 - 1
+    pred = (target + 0.1 * torch.randn_like(target)).clamp(-1, 1)
+    family = torch.tensor([0, 0, 0, 6, 6, -1])
+    metric = PerFamilyMetrics()
+    metric.update(pred, target, family)
+    table = metric.compute()
+    flat = pred[:3] - target[:3]
+    assert table[0, 0].item() == pytest.approx(flat.abs().mean().item(), rel=1e-5)
+    assert table[1, 0].item() == pytest.approx(flat.pow(2).mean().sqrt().item(), rel=1e-5)
+    ssim = structural_similarity_index_measure(pred[3:5], target[3:5], data_range=2.0)
+    assert table[2, 6].item() == pytest.approx(ssim.item(), rel=1e-4)
+    assert torch.isnan(table[:, 1]).all()  # FlatVel-B: no samples; the unknown family (-1) is ignored

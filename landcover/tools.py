@@ -5,6 +5,7 @@
     mtl landcover split --source data/patches --val_fraction 0.15 --test_fraction 0.15
     mtl landcover stats --root data/synthetic
     mtl landcover predict --bundle runs/landcover/quickstart/export --root data/synthetic --out predictions.csv
+    mtl landcover sweep --recipe configs/landcover/quickstart.yaml --grid '{"model.init_args.lr": [0.001, 0.003]}'
     mtl landcover curves --run_dir runs/landcover/baseline_cnn --out curves.png
 
 Heavy imports live inside the functions so `mtl --help` stays fast.
@@ -234,6 +235,65 @@ def predict(
     return summary
 
 
+def sweep(
+    recipe: Path,
+    grid: dict[str, list[Any]],
+    metric: str = "val/macro_f1",
+    runs_dir: str = "runs",
+    overrides: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Grid search: one `mtl fit` per combination, then a table of the metric each run reached.
+
+    Runs are named `<recipe name>/sweep/<key>=<value>,...` (so each has its own curves, checkpoints and
+    export) and run one after the other; a failed run is reported and the sweep goes on. The table is
+    printed and written to `<runs_dir>/<recipe name>/sweep/summary.md` (and `.json`).
+
+    Args:
+        recipe: the recipe to vary, e.g. configs/landcover/baseline_cnn.yaml.
+        grid: option -> values, e.g. '{"model.init_args.lr": [0.001, 0.003], "model.init_args.optimizer": ["adamw", "sgd"]}'.
+        metric: the logged metric to compare (from each run's export/metrics.json).
+        runs_dir: root of the runs.
+        overrides: further `mtl fit` arguments for every run, e.g. '["--trainer.max_epochs", "5"]'.
+    """
+    import itertools
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    base = (yaml.safe_load(Path(recipe).read_text()) or {}).get("name") or "landcover/run"
+    keys = list(grid)
+    results = []
+    for values in itertools.product(*(grid[key] for key in keys)):
+        tag = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in zip(keys, values, strict=True))
+        name = f"{base}/sweep/{tag}"
+        args = [sys.executable, "-m", "common.cli", "fit", "--config", str(recipe), "--name", name]
+        args += ["--runs_dir", runs_dir, *(overrides or [])]
+        for key, value in zip(keys, values, strict=True):
+            args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+        print(f"== {name}", flush=True)
+        done = subprocess.run(args)
+        metrics_path = Path(runs_dir) / name / "export" / "metrics.json"
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+        results.append(
+            {**dict(zip(keys, values, strict=True)), metric: metrics.get(metric), "status": status}
+        )
+    ranked = sorted(results, key=lambda r: float("inf") if r[metric] is None else -r[metric])
+    lines = ["| " + " | ".join([*keys, metric, "status"]) + " |", "|" + "---|" * (len(keys) + 2)]
+    for row in ranked:
+        value = "" if row[metric] is None else f"{row[metric]:.4f}"
+        lines.append("| " + " | ".join([*(str(row[k]) for k in keys), value, row["status"]]) + " |")
+    table = "\n".join(lines) + "\n"
+    out = Path(runs_dir) / base / "sweep"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(table)
+    (out / "summary.json").write_text(json.dumps(ranked, indent=2) + "\n")
+    print(table)
+    return ranked
+
+
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """All scalar series (step, value) of the TensorBoard event files in `run_dir`."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -302,5 +362,6 @@ def commands() -> dict[str, Callable[..., Any]]:
         "split": split,
         "stats": stats,
         "predict": predict,
+        "sweep": sweep,
         "curves": curves,
     }

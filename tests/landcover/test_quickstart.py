@@ -11,7 +11,7 @@ import torch
 
 from common.export import load_bundle
 from landcover.data.formats import DEFAULT_CLASSES
-from landcover.tools import curves, predict
+from landcover.tools import curves, predict, sweep
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
@@ -46,3 +46,21 @@ def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None
     assert (tmp_path / "curves.png").stat().st_size > 10_000
     with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
         curves(run_dir=tmp_path, out=tmp_path / "none.png")
+
+
+def test_sweep_runs_every_combination_and_ranks_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    tiny = ["--trainer.max_steps", "3", "--data.synthetic_samples", "96", "--data.synthetic_size", "16"]
+    tiny += ["--model.init_args.width", "4", "--model.init_args.example_size", "16"]
+    # "nadam" is refused by the parser at once: the sweep reports it and goes on.
+    grid = {"model.init_args.lr": [0.01], "model.init_args.optimizer": ["nadam", "sgd"]}
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    ranked = sweep(recipe=QUICKSTART, grid=grid, overrides=tiny)
+    assert [row["model.init_args.optimizer"] for row in ranked] == ["sgd", "nadam"]
+    assert ranked[0]["status"] == "ok" and 0 <= ranked[0]["val/macro_f1"] <= 1
+    assert ranked[1]["status"].startswith("failed (exit") and ranked[1]["val/macro_f1"] is None
+    assert (
+        tmp_path / "runs/landcover/quickstart/sweep/lr=0.01,optimizer=sgd/export/model.safetensors"
+    ).is_file()
+    table = (tmp_path / "runs/landcover/quickstart/sweep/summary.md").read_text()
+    assert "| model.init_args.lr | model.init_args.optimizer | val/macro_f1 | status |" in table

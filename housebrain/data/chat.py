@@ -165,3 +165,25 @@ def collate_rows(rows: list[list[Encoded]], pad_id: int) -> dict[str, torch.Tens
         "position_ids": position_ids,
         "sample_index": sample_index,
     }
+
+
+def save_encoded(path: str | Path, samples: list[Encoded]) -> None:
+    """Token ids of many samples in one .npz: concatenated ids, offsets and reply spans (no pickles)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lengths = np.array([len(s.input_ids) for s in samples], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = np.concatenate([s.input_ids for s in samples]) if samples else np.zeros(0, np.int32)
+    spans = np.array([[s.reply_start, s.reply_end] for s in samples], dtype=np.int64).reshape(-1, 2)
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez(temporary, ids=ids.astype(np.int32), offsets=offsets, spans=spans)
+    temporary.replace(path)
+
+
+def load_encoded(path: str | Path) -> list[Encoded]:
+    with np.load(path, allow_pickle=False) as data:
+        ids, offsets, spans = data["ids"], data["offsets"], data["spans"]
+    return [
+        Encoded(ids[offsets[i] : offsets[i + 1]], int(spans[i, 0]), int(spans[i, 1]))
+        for i in range(len(spans))
+    ]

@@ -12,6 +12,8 @@ so the recipe names the model once. Knobs that `StagedScaling` may change (`max_
 
 from __future__ import annotations
 
+import hashlib
+import json
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -25,8 +27,10 @@ from housebrain.data.chat import (
     Encoded,
     collate_rows,
     encode_conversation,
+    load_encoded,
     pack,
     read_chat_jsonl,
+    save_encoded,
 )
 from housebrain.data.generator import EVAL_FILE, TRAIN_FILE, write_dataset
 
@@ -66,6 +70,8 @@ class HouseDesignDataModule(LightningDataModule):
         synthetic_samples: when root has no train.jsonl, generate this many procedural samples there
             first (0: never generate; a missing file is then an error).
         seed: generator seed for synthetic data.
+        cache_dir: keep the training split's token ids here (one .npz per file, tokenizer and template),
+            so a resumed run does not tokenise the shard again; None: no cache.
     """
 
     def __init__(
@@ -81,6 +87,7 @@ class HouseDesignDataModule(LightningDataModule):
         max_eval_samples: int | None = None,
         synthetic_samples: int = 0,
         seed: int = 0,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.root = root
@@ -94,6 +101,7 @@ class HouseDesignDataModule(LightningDataModule):
         self.max_eval_samples = max_eval_samples
         self.synthetic_samples = synthetic_samples
         self.seed = seed
+        self.cache_dir = cache_dir
         self.tokenizer: Any = None
         self.train_samples: list[Encoded] = []
         self.eval_samples: list[Encoded] = []
@@ -129,19 +137,45 @@ class HouseDesignDataModule(LightningDataModule):
             self.eval_samples = self._encode_conversations(conversations, eval_file, "eval")
 
     def _encode(self, path: Path, split: str) -> list[Encoded]:
-        return self._encode_conversations(read_chat_jsonl(path), path, split)
+        if not self.cache_dir:
+            return self._encode_conversations(read_chat_jsonl(path), path, split)
+        cache = Path(self.cache_dir) / f"{path.stem}-{self._cache_key(path)}.npz"
+        if cache.is_file():
+            raw = load_encoded(cache)
+            rank_zero_info(f"HouseDesignDataModule {split}: token ids of {path} read from {cache}")
+        else:
+            raw = self._tokenise(read_chat_jsonl(path), path)
+            save_encoded(cache, raw)
+        return self._limit(raw, path, split)
+
+    def _cache_key(self, path: Path) -> str:
+        """Changes with the file (size, mtime), the tokenizer's vocabulary and the chat template."""
+        stat = path.stat()
+        identity = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, self.tokenizer.chat_template]
+        identity.append(hashlib.sha256(self.tokenizer.backend_tokenizer.to_str().encode()).hexdigest())
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:16]
+
+    def _tokenise(self, conversations: list, path: Path) -> list[Encoded]:
+        return [
+            encode_conversation(self.tokenizer, messages, f"{path}: sample {number}")
+            for number, messages in enumerate(conversations, start=1)
+        ]
 
     def _encode_conversations(self, conversations: list, path: Path, split: str) -> list[Encoded]:
+        return self._limit(self._tokenise(conversations, path), path, split)
+
+    def _limit(self, raw: list[Encoded], path: Path, split: str) -> list[Encoded]:
+        """Count, truncate or skip the samples longer than max_length; record and report the counts."""
         encoded: list[Encoded] = []
         overlong = 0
-        for number, messages in enumerate(conversations, start=1):
-            sample = encode_conversation(self.tokenizer, messages, f"{path}: sample {number}")
+        for sample in raw:
             if len(sample.input_ids) > self.max_length:
                 overlong += 1
                 if self.overlong == "skip":
                     continue
                 sample = sample.truncated(self.max_length)
             encoded.append(sample)
+        conversations = raw  # one encoding per conversation of the file
         lengths = [len(s.input_ids) for s in encoded]
         self.stats[split] = {
             "file": str(path),

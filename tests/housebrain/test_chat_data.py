@@ -110,3 +110,24 @@ def test_knobs_are_read_when_loaders_are_built(model_and_tokenizer, dataset: Pat
     assert (
         batch["input_ids"].shape[0] <= 2 and int(batch["sample_index"].max()) >= 1
     )  # several samples per row
+
+
+def test_token_cache_gives_the_same_samples(model_and_tokenizer, dataset: Path, tmp_path: Path) -> None:
+    tokenizer = model_and_tokenizer[1]
+    runs = []
+    for _ in range(2):
+        data = HouseDesignDataModule(root=str(dataset), max_length=4096, cache_dir=str(tmp_path / "tok"))
+        data.tokenizer = tokenizer
+        data.setup("fit")
+        runs.append(data.train_samples)
+    assert len(list((tmp_path / "tok").glob("train-*.npz"))) == 1
+    assert [s.input_ids.tolist() for s in runs[0]] == [s.input_ids.tolist() for s in runs[1]]
+    assert [(s.reply_start, s.reply_end) for s in runs[0]] == [(s.reply_start, s.reply_end) for s in runs[1]]
+    # max_length and overlong still apply to cached samples
+    data = HouseDesignDataModule(
+        root=str(dataset), max_length=700, overlong="skip", cache_dir=str(tmp_path / "tok")
+    )
+    data.tokenizer = tokenizer
+    with pytest.warns(UserWarning, match="longer than max_length=700"):
+        data.setup("fit")
+    assert data.train_samples and all(len(s.input_ids) <= 700 for s in data.train_samples)

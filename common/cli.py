@@ -100,8 +100,11 @@ class MtlCLI(LightningCLI):
         config = self.config.get(str(self.subcommand), self.config)
         name = config.get("name") or type(self.model).__name__.lower()
         config["name"] = name
-        run_dir = run_directory(config["runs_dir"], name)
+        run_dir = self.run_dir = run_directory(config["runs_dir"], name)
         trainer_config = self._get(self.config_init, "trainer", default={})
+        if trainer_config.get("default_root_dir") is None:
+            # SLURM's pre-emption checkpoints (hpc_ckpt_N.ckpt) land here, beside the run's other files.
+            kwargs["default_root_dir"] = str(run_dir)
 
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
@@ -135,6 +138,30 @@ class MtlCLI(LightningCLI):
             callbacks.append(RichProgressBar(leave=True))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if kwargs.get("ckpt_path") == LAST_CHECKPOINT:
+            newer = newer_preemption_checkpoint(self.run_dir)
+            if newer is not None:
+                kwargs["ckpt_path"] = str(newer)
+        return kwargs
+
+
+def newer_preemption_checkpoint(run_dir: Path) -> Path | None:
+    """A SLURM pre-emption checkpoint newer than `last.ckpt`, if the job was requeued after one.
+
+    On SIGUSR1 Lightning saves `hpc_ckpt_N.ckpt` in the run directory and requeues; that file is then
+    newer than `checkpoints/last.ckpt`, and `--ckpt_path last` must resume from it.
+    """
+    preemption = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not preemption:
+        return None
+    last = run_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt"
+    newest = preemption[-1]
+    if not last.is_file() or newest.stat().st_mtime > last.stat().st_mtime:
+        return newest
+    return None
 
 
 def _has_omegaconf() -> bool:

@@ -150,3 +150,16 @@ def test_run_commands_builds_options_and_help_from_signatures(capsys):
     with pytest.raises(SystemExit):
         run_commands({"scale": scale}, ["scale", "--help"], prog="mtl demo")
     assert "the number to scale" in capsys.readouterr().out
+
+
+def test_a_newer_slurm_preemption_checkpoint_wins_over_last(mtl, tmp_path):
+    mtl(["fit", *BORING, "--trainer.max_steps", "6"])
+    run = tmp_path / "runs" / "boring"
+    # What Lightning's SLURM handler leaves on SIGUSR1 before requeueing: hpc_ckpt_N.ckpt in the run dir.
+    preempted = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    preempted["global_step"] = 9
+    preempted["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] = 9
+    torch.save(preempted, run / "hpc_ckpt_1.ckpt")
+    output = mtl(["fit", *BORING, "--trainer.max_steps", "12", "--ckpt_path", "last"]).stdout
+    assert "hpc_ckpt_1.ckpt" in output
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12

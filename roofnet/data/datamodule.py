@@ -90,6 +90,7 @@ class RoofDataModule(LightningDataModule):
         synthesize: write synthetic data into an empty `root`.
         synthetic_samples: RID and Roofline samples the synthetic generator writes.
         synthetic_image_size: side of synthetic RID and Roofline images.
+        synthetic_airs_tile_size: side of synthetic AIRS tiles (real ones: 10000).
         predict_path: image file or folder for `mtl predict`.
         predict_window: window side for prediction (AIRS tiles are cut into overlapping windows).
         predict_overlap: pixels shared by neighbouring prediction windows.
@@ -117,6 +118,7 @@ class RoofDataModule(LightningDataModule):
         synthesize: bool = True,
         synthetic_samples: int = 32,
         synthetic_image_size: int = 128,
+        synthetic_airs_tile_size: int = 1024,
         predict_path: str | None = None,
         predict_window: int = 512,
         predict_overlap: int = 64,
@@ -149,6 +151,7 @@ class RoofDataModule(LightningDataModule):
         )
         self.augment, self.synthesize = augment, synthesize
         self.synthetic_samples, self.synthetic_image_size = synthetic_samples, synthetic_image_size
+        self.synthetic_airs_tile_size = synthetic_airs_tile_size
         self.predict_path, self.predict_window, self.predict_overlap = (
             predict_path,
             predict_window,
@@ -167,6 +170,7 @@ class RoofDataModule(LightningDataModule):
             samples=self.synthetic_samples,
             rid_size=self.synthetic_image_size,
             roofline_size=self.synthetic_image_size,
+            airs_tile_size=self.synthetic_airs_tile_size,
             seed=self.seed,
         )
         write_synthetic(self.root, layout)

@@ -104,3 +104,22 @@ def test_model_and_data_must_agree_on_bands(tmp_path: Path, monkeypatch: pytest.
         ValueError, match=r"model.init_args.bands is \['B04', 'B08'\] but the data at .* has \['B02'"
     ):
         main(["fit", *TINY, "--trainer.max_steps", "1", "--model.init_args.bands", '["B04", "B08"]'])
+
+
+def test_lr_find_plots_and_suggests_where_the_loss_falls_fastest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import numpy as np
+
+    from landcover.tools import lr_find, steepest_descent_lr, unbiased_lr_finder_losses
+
+    lrs = np.logspace(-6, 0, 61)
+    losses = 2.0 - np.tanh(np.log10(lrs) + 3) + np.where(np.arange(61) < 12, 0.01 * (-1) ** np.arange(61), 0)
+    assert steepest_descent_lr(lrs.tolist(), losses.tolist()) == pytest.approx(1e-3)
+    # Lightning's first smoothed point is (1 - 0.98) * loss / (1 - 0.98**2): the fix gives back the loss.
+    assert unbiased_lr_finder_losses([0.02 * 2.0 / (1 - 0.98**2)])[0] == pytest.approx(2.0)
+
+    monkeypatch.chdir(tmp_path)
+    suggestion = lr_find(recipe=QUICKSTART, out=tmp_path / "lr.png", num_training=30, overrides=TINY[2:])
+    assert suggestion is not None and 1e-6 < suggestion < 1
+    assert (tmp_path / "lr.png").stat().st_size > 10_000

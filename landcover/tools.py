@@ -1,4 +1,5 @@
-"""`mtl landcover <verb>`: synthetic data, stratified splits, dataset statistics and training curves.
+"""`mtl landcover <verb>`: data (synthetic, from GeoTIFF, splits, statistics), prediction, LR finder,
+sweeps and training curves.
 
     mtl landcover synth --out data/synthetic --samples 2000 --size 224
     mtl landcover patches --scene S2_L2A.tif --labels landcover.tif --out data/scene1 --size 224
@@ -6,6 +7,7 @@
     mtl landcover stats --root data/synthetic
     mtl landcover predict --bundle runs/landcover/quickstart/export --root data/synthetic --out predictions.csv
     mtl landcover sweep --recipe configs/landcover/quickstart.yaml --grid '{"model.init_args.lr": [0.001, 0.003]}'
+    mtl landcover lr_find --recipe configs/landcover/resnet18.yaml --out lr_find.png
     mtl landcover curves --run_dir runs/landcover/baseline_cnn --out curves.png
 
 Heavy imports live inside the functions so `mtl --help` stays fast.

@@ -221,6 +221,7 @@ def merge_adapters(
     max_length: int = 1024,
     max_new_tokens: int = 1536,
     constrained: bool = False,
+    merged_dtype: str = "float32",
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge, export `out/adapter` and `out/merged`, evaluate, write `out/report.{json,md}`."""
@@ -273,7 +274,7 @@ def merge_adapters(
     model, tokenizer = load_causal_lm(base_path)
     peft_model = PeftModel.from_pretrained(model, str(adapter_out)).eval()
     merged_row = {"adapter": f"merge ({strategy})", **evaluate(peft_model, tokenizer)}
-    full = peft_model.merge_and_unload()
+    full = peft_model.merge_and_unload().to(getattr(torch, merged_dtype))
     full.save_pretrained(out / "merged")
     tokenizer.save_pretrained(out / "merged")
     report = {
@@ -284,7 +285,11 @@ def merge_adapters(
         "eval_file": eval_file,
         "eval_samples": len(conversations),
         "results": [*rows, merged_row],
-        "outputs": {"adapter": str(out / "adapter"), "merged_model": str(out / "merged")},
+        "outputs": {
+            "adapter": str(out / "adapter"),
+            "merged_model": str(out / "merged"),
+            "merged_dtype": merged_dtype,
+        },
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(_report_markdown(report))

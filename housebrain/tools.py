@@ -163,6 +163,7 @@ def merge(
     max_length: int = 1024,
     max_new_tokens: int = 1536,
     constrained: bool = False,
+    merged_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge LoRA adapters; export a peft adapter dir and a merged full model; report against each input.
@@ -184,6 +185,7 @@ def merge(
         max_length: samples longer than this many tokens are truncated for the eval loss.
         max_new_tokens: generation length limit for --generate_samples.
         constrained: also generate with schema-constrained decoding and report those rates beside.
+        merged_dtype: dtype of the merged full model's weights (float16 halves SmolLM2 to ~270 MB).
         base: base model path; default: the one recorded in the adapters (housebrain.json).
     """
     from housebrain.merging import merge_adapters
@@ -201,6 +203,7 @@ def merge(
         max_length=max_length,
         max_new_tokens=max_new_tokens,
         constrained=constrained,
+        merged_dtype=merged_dtype,
         base=base,
     )
     print(Path(out, "report.md").read_text())

@@ -38,7 +38,7 @@ def adapters(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> list
 def merged_q_weight(out: Path) -> torch.Tensor:
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(out / "merged", local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(out / "merged", local_files_only=True, dtype="auto")
     return model.model.layers[0].self_attn.q_proj.weight.detach()
 
 
@@ -102,10 +102,21 @@ def test_weighted_best_and_ties(housebrain_cli, adapters, tiny_model: Path, tmp_
     )
 
     report = housebrain_cli(
-        ["merge", "--adapters", f"[{','.join(map(str, adapters))}]", "--strategy", "ties", "--out", "ties"]
+        [
+            "merge",
+            "--adapters",
+            f"[{','.join(map(str, adapters))}]",
+            "--strategy",
+            "ties",
+            "--out",
+            "ties",
+            "--merged_dtype",
+            "bfloat16",
+        ]
     )
     assert (tmp_path / "ties/adapter/adapter_model.safetensors").is_file() and report["strategy"] == "ties"
-    assert not torch.allclose(merged_q_weight(tmp_path / "ties"), base_q)
+    assert merged_q_weight(tmp_path / "ties").dtype == torch.bfloat16
+    assert not torch.allclose(merged_q_weight(tmp_path / "ties").float(), base_q)
 
 
 def test_mismatched_adapters_are_named(housebrain_cli, adapters, tiny_model: Path, tmp_path: Path) -> None:

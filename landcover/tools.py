@@ -6,6 +6,7 @@ sweeps and training curves.
     mtl landcover split --source data/patches --val_fraction 0.15 --test_fraction 0.15
     mtl landcover stats --root data/synthetic
     mtl landcover predict --bundle runs/landcover/quickstart/export --root data/synthetic --out predictions.csv
+    mtl landcover map --bundle runs/landcover/baseline_cnn/export --scene S2_L2A.tif --size 64 --out map.tif
     mtl landcover sweep --recipe configs/landcover/quickstart.yaml --grid '{"model.init_args.lr": [0.001, 0.003]}'
     mtl landcover lr_find --recipe configs/landcover/resnet18.yaml --out lr_find.png
     mtl landcover curves --run_dir runs/landcover/baseline_cnn --out curves.png
@@ -237,6 +238,55 @@ def predict(
     return summary
 
 
+def map_scene(
+    bundle: Path,
+    scene: Path,
+    out: Path = Path("landcover_map.tif"),
+    size: int = 224,
+    stride: int | None = None,
+    units: Literal["reflectance", "dn"] = "dn",
+    dn_offset: int = 1000,
+    batch_size: int = 32,
+) -> dict[str, int]:
+    """Classify a whole Sentinel-2 scene window by window into a georeferenced land-cover map.
+
+    One map pixel per window (size x size scene pixels, every `stride`); windows without any valid
+    pixel get the map's nodata value 255. The GeoTIFF has a colour table and the class names as tags.
+
+    Args:
+        bundle: export bundle directory of a trained model.
+        scene: multi-band GeoTIFF; bands found by their descriptions or taken in the model's order.
+        out: class map GeoTIFF to write (uint8).
+        size: window size in scene pixels: the patch size the model was trained on.
+        stride: step between windows (default: size, so map pixels tile the scene).
+        units: what the scene holds: "dn" (L2A digital numbers) or "reflectance".
+        dn_offset: DN offset of the scene: 1000 for processing baseline 04.00 and later, 0 before.
+        batch_size: windows per forward pass.
+    """
+    import numpy as np
+    import torch
+
+    from common.export import load_bundle
+    from landcover.data.datasets import PixelConversion
+    from landcover.data.rasters import MAP_NODATA, SceneWindows
+
+    task = load_bundle(bundle)
+    windows = SceneWindows(scene, size, stride, task.bands)
+    conversion = PixelConversion(units=units, dn_offset=dn_offset, nodata="fill")
+    classes = np.full(windows.grid, MAP_NODATA, dtype=np.uint8)
+    with torch.no_grad():
+        for positions, stored in windows.batches(batch_size):
+            images = np.stack([conversion(image, f"{scene}") for image in stored])
+            predicted = task(torch.from_numpy(images)).argmax(1).numpy()
+            empty = np.isnan(images).all(axis=(1, 2, 3))
+            for (row, col), label, skip in zip(positions, predicted, empty, strict=True):
+                classes[row, col] = MAP_NODATA if skip else label
+    windows.write_map(out, classes, task.class_names)
+    counts = {name: int((classes == i).sum()) for i, name in enumerate(task.class_names)}
+    print(f"wrote {out}: {windows.grid[0]}x{windows.grid[1]} windows of {size} px; {counts}")
+    return counts
+
+
 def sweep(
     recipe: Path,
     grid: dict[str, list[Any]],
@@ -457,6 +507,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "split": split,
         "stats": stats,
         "predict": predict,
+        "map": map_scene,
         "sweep": sweep,
         "lr_find": lr_find,
         "curves": curves,

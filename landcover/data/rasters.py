@@ -88,3 +88,78 @@ def cut_patches(
         classes=list(class_names), bands=list(bands), units=units, dn_offset=dn_offset if units == "dn" else 0
     ).write(out)
     return counts
+
+
+# Colours for the class map (RGB), in the order of DEFAULT_CLASSES.
+CLASS_COLOURS = [
+    (31, 120, 180),  # water
+    (166, 206, 227),  # glacier ice
+    (255, 255, 255),  # snow
+    (99, 99, 99),  # bare rock / lava
+    (178, 223, 138),  # moss and lichen
+    (51, 160, 44),  # grassland
+    (255, 217, 47),  # cropland
+    (227, 26, 28),  # urban
+]
+MAP_NODATA = 255
+
+
+class SceneWindows:
+    """Windows of `size` px every `stride` px over a scene, read in `bands` order, batch by batch.
+
+    The class map has one pixel per window: `grid` is its (rows, cols) and `transform` its georeference
+    (each map pixel is centred on its window).
+    """
+
+    def __init__(self, scene: str | Path, size: int, stride: int | None, bands: Sequence[str]) -> None:
+        import rasterio
+        from rasterio.transform import Affine
+
+        self.path, self.size, self.stride = Path(scene), size, stride or size
+        with rasterio.open(self.path) as src:
+            self.indexes = scene_band_indexes(src.descriptions, src.count, bands, str(self.path))
+            self.profile = src.profile
+            rows = (src.height - size) // self.stride + 1
+            cols = (src.width - size) // self.stride + 1
+            if rows < 1 or cols < 1:
+                raise PatchFormatError(
+                    f"{self.path}: {src.width}x{src.height} pixels, smaller than one {size} px window"
+                )
+            self.grid = (rows, cols)
+            shift = (size - self.stride) / 2
+            self.transform = src.transform * Affine.translation(shift, shift) * Affine.scale(self.stride)
+
+    def batches(self, batch_size: int):
+        """Yield (positions [(row, col)], stored images (B, C, size, size))."""
+        import rasterio
+        from rasterio.windows import Window
+
+        positions = [(r, c) for r in range(self.grid[0]) for c in range(self.grid[1])]
+        with rasterio.open(self.path) as src:
+            for start in range(0, len(positions), batch_size):
+                chunk = positions[start : start + batch_size]
+                images = [
+                    src.read(
+                        self.indexes, window=Window(c * self.stride, r * self.stride, self.size, self.size)
+                    )
+                    for r, c in chunk
+                ]
+                yield chunk, np.stack(images)
+
+    def write_map(self, out: str | Path, classes: np.ndarray, class_names: Sequence[str]) -> Path:
+        """Write the (rows, cols) uint8 class map as a GeoTIFF with a colour table and the class names."""
+        import rasterio
+
+        profile = {
+            "driver": "GTiff", "width": self.grid[1], "height": self.grid[0], "count": 1, "dtype": "uint8",
+            "crs": self.profile.get("crs"), "transform": self.transform, "nodata": MAP_NODATA,
+        }  # fmt: skip
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(out, "w", **profile) as dst:
+            dst.write(classes.astype(np.uint8), 1)
+            dst.write_colormap(
+                1, {i: (*CLASS_COLOURS[i % len(CLASS_COLOURS)], 255) for i in range(len(class_names))}
+            )
+            dst.update_tags(**{f"class_{i}": name for i, name in enumerate(class_names)})
+        return out

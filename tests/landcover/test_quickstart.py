@@ -7,14 +7,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import torch
+from rasterio.transform import from_origin
 
 from common.export import load_bundle
-from landcover.data.formats import DEFAULT_CLASSES
-from landcover.tools import curves, predict, sweep
+from landcover.data.formats import DEFAULT_BANDS, DEFAULT_CLASSES, dn_to_reflectance, reflectance_to_dn
+from landcover.tools import curves, map_scene, predict, sweep
 from tests.conftest import REPO
 
 QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
+
+
+def write_scene(path: Path, scene: np.ndarray) -> Path:
+    """A (6, H, W) uint16 GeoTIFF with 10 m pixels and the band names as descriptions."""
+    profile = {"driver": "GTiff", "width": scene.shape[2], "height": scene.shape[1], "count": 6}
+    profile |= {"dtype": "uint16", "crs": "EPSG:32627", "transform": from_origin(500000, 7100000, 10, 10)}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(scene)
+        for i, band in enumerate(DEFAULT_BANDS):
+            dst.set_band_description(i + 1, band)
+    return path
 
 
 def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None:
@@ -41,6 +54,23 @@ def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None
     assert summary["accuracy"] == pytest.approx(metrics["val/acc"], abs=1e-6)
     rows = (tmp_path / "val.csv").read_text().splitlines()
     assert len(rows) == 1 + summary["samples"] and rows[0].startswith("source,label,prediction,p_water")
+
+    # A scene tiled from six val patches (as DN, baseline 04.00 offset) and one empty window.
+    files = sorted((data / "val").glob("*.npz"))[:6]
+    tiles = [np.load(f, allow_pickle=False)["image"] for f in files]
+    dn = [reflectance_to_dn(tile, offset=1000) for tile in tiles] + [np.zeros_like(tiles[0], np.uint16)]
+    dn += [dn[0]]  # 2 x 4 windows
+    scene = np.concatenate([np.concatenate(dn[:4], axis=2), np.concatenate(dn[4:], axis=2)], axis=1)
+    scene_path = write_scene(tmp_path / "scene.tif", scene)
+    map_scene(bundle=run / "export", scene=scene_path, out=tmp_path / "map.tif", size=32)
+    with torch.no_grad():
+        expected = task(torch.from_numpy(np.stack([dn_to_reflectance(d, 1000) for d in dn]))).argmax(1)
+    with rasterio.open(tmp_path / "map.tif") as result:
+        assert result.crs.to_epsg() == 32627 and result.res == (320.0, 320.0)  # one map pixel per window
+        classes = result.read(1).reshape(-1)
+        assert result.tags()["class_0"] == "water"
+    assert classes[6] == 255  # the empty window
+    assert classes[[0, 1, 2, 3, 4, 5, 7]].tolist() == expected[[0, 1, 2, 3, 4, 5, 7]].tolist()
 
     curves(run_dir=run, out=tmp_path / "curves.png")  # the CLI verb runs in tests/landcover/test_slurm.py
     assert (tmp_path / "curves.png").stat().st_size > 10_000

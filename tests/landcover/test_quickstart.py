@@ -9,25 +9,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from rasterio.transform import from_origin
 
 from common.export import load_bundle
 from landcover.data.formats import DEFAULT_BANDS, DEFAULT_CLASSES, dn_to_reflectance, reflectance_to_dn
 from landcover.tools import curves, map_scene, predict, sweep
 from tests.conftest import REPO
+from tests.landcover.test_rasters import write_tif
 
 QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
-
-
-def write_scene(path: Path, scene: np.ndarray) -> Path:
-    """A (6, H, W) uint16 GeoTIFF with 10 m pixels and the band names as descriptions."""
-    profile = {"driver": "GTiff", "width": scene.shape[2], "height": scene.shape[1], "count": 6}
-    profile |= {"dtype": "uint16", "crs": "EPSG:32627", "transform": from_origin(500000, 7100000, 10, 10)}
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(scene)
-        for i, band in enumerate(DEFAULT_BANDS):
-            dst.set_band_description(i + 1, band)
-    return path
 
 
 def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None:
@@ -61,7 +50,7 @@ def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None
     dn = [reflectance_to_dn(tile, offset=1000) for tile in tiles] + [np.zeros_like(tiles[0], np.uint16)]
     dn += [dn[0]]  # 2 x 4 windows
     scene = np.concatenate([np.concatenate(dn[:4], axis=2), np.concatenate(dn[4:], axis=2)], axis=1)
-    scene_path = write_scene(tmp_path / "scene.tif", scene)
+    scene_path = write_tif(tmp_path / "scene.tif", scene, list(DEFAULT_BANDS))
     map_scene(bundle=run / "export", scene=scene_path, out=tmp_path / "map.tif", size=32)
     with torch.no_grad():
         expected = task(torch.from_numpy(np.stack([dn_to_reflectance(d, 1000) for d in dn]))).argmax(1)

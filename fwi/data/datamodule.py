@@ -15,13 +15,24 @@ import numpy as np
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from fwi.data.datasets import BatchedReads, KaggleTestDataset, ShotGatherDataset, collate_skipping_bad
+from fwi.data.datasets import (
+    MIRROR_MIDDLE_MODES,
+    BatchedReads,
+    KaggleTestDataset,
+    ShotGatherDataset,
+    collate_skipping_bad,
+)
 from fwi.data.families import SAMPLES_PER_FILE
 from fwi.data.formats import FilePair, discover_pairs, kaggle_test_files
 from fwi.data.normalization import seismic_limits
-from fwi.data.splits import make_split
+from fwi.data.splits import SPLIT_MODES, make_split
 
 log = logging.getLogger(__name__)
+
+
+def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"FwiDataModule.{field}: expected one of {', '.join(choices)}, got {value!r}")
 
 
 class FwiDataModule(LightningDataModule):
@@ -80,6 +91,13 @@ class FwiDataModule(LightningDataModule):
         generate_threads: int | None = None,
     ) -> None:
         super().__init__()
+        _check_choice("split", split, SPLIT_MODES)
+        _check_choice("mirror_middle", mirror_middle, MIRROR_MIDDLE_MODES)
+        _check_choice("on_bad", on_bad, ("error", "skip"))
+        if split == "leave_family_out" and not holdout_family:
+            raise ValueError(
+                "FwiDataModule.holdout_family: split leave_family_out needs a family, e.g. CurveFault-A"
+            )
         self.save_hyperparameters()
         self.root = root
         self.family = family

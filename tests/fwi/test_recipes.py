@@ -22,3 +22,16 @@ def test_recipe_sections_instantiate(recipe: str) -> None:
     assert config["data"]["class_path"] == "fwi.data.FwiDataModule"
     datamodule = FwiDataModule(**config["data"]["init_args"])
     assert datamodule.batch_size == config["data"]["init_args"]["batch_size"]
+
+
+def test_datamodule_names_a_wrong_field() -> None:
+    with pytest.raises(
+        ValueError, match=r"FwiDataModule.mirror_middle: expected one of shift, keep, got 'middle'"
+    ):
+        FwiDataModule(mirror_middle="middle")
+    with pytest.raises(
+        ValueError, match=r"FwiDataModule.split: expected one of files, kfold, leave_family_out"
+    ):
+        FwiDataModule(split="random")
+    with pytest.raises(ValueError, match=r"FwiDataModule.holdout_family"):
+        FwiDataModule(split="leave_family_out")

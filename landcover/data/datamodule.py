@@ -3,8 +3,8 @@
 `setup` finds the splits (see `landcover.data.formats` for the layouts), scans the training split
 once for per-band mean/std (on reflectance, no-data excluded), class counts and no-data counts, and
 the task copies those statistics into its buffers so they travel in every checkpoint and export.
-The dataloaders read `batch_size`, `num_workers`, `max_samples` and `sampler` when they are built,
-so StagedScaling can change them between stages.
+The dataloaders read `batch_size`, `num_workers`, `max_samples`, `crop_size` and `sampler` when they
+are built, so StagedScaling can change them between stages.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ class LandCoverDataModule(LightningDataModule):
         batch_size: patches per batch.
         num_workers: DataLoader worker processes.
         max_samples: use only this many training patches (a fixed random subset); None: all.
+        crop_size: train on random crops and evaluate on centre crops of this many pixels (e.g. 64 of
+            the 224 px patches for fast first experiments); None: whole patches.
         sampler: "shuffle", or "weighted" to draw rare classes as often as common ones.
         synthetic_samples: when `root` is missing or empty, first write this many synthetic patches
             there (0: never generate, fail instead).
@@ -102,6 +104,7 @@ class LandCoverDataModule(LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         max_samples: int | None = None,
+        crop_size: int | None = None,
         sampler: Literal["shuffle", "weighted"] = "shuffle",
         synthetic_samples: int = 0,
         synthetic_size: int = 64,
@@ -120,6 +123,7 @@ class LandCoverDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.max_samples = max_samples
+        self.crop_size = crop_size
         self.sampler = sampler
         self.synthetic_samples = synthetic_samples
         self.synthetic_size = synthetic_size
@@ -231,7 +235,7 @@ class LandCoverDataModule(LightningDataModule):
         base = self.datasets["train"]
         indices = self._train_indices()
         dataset = PatchDataset(
-            base.source, base.bands, base.num_classes, base.conversion, self.augment, indices
+            base.source, base.bands, base.num_classes, base.conversion, self.augment, indices, self.crop_size
         )
         sampler = None
         if self.sampler == "weighted":
@@ -243,13 +247,20 @@ class LandCoverDataModule(LightningDataModule):
             )
         return self._loader(dataset, shuffle=True, sampler=sampler)
 
+    def _evaluation(self, split: str) -> PatchDataset:
+        """A split as evaluated: no augmentation, centre crops of `crop_size` when set."""
+        base = self.datasets[split]
+        return PatchDataset(
+            base.source, base.bands, base.num_classes, base.conversion, crop_size=self.crop_size
+        )
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["val"])
+        return self._loader(self._evaluation("val"))
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.datasets:
             raise PatchFormatError(f"{self.root}: no 'test' split (test.npz, test/ or splits/test.txt)")
-        return self._loader(self.datasets["test"])
+        return self._loader(self._evaluation("test"))
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets.get("test") or self.datasets["val"])
+        return self._loader(self._evaluation("test" if "test" in self.datasets else "val"))

@@ -2,7 +2,8 @@
 
 Pixels without data come out as NaN (the task fills them after normalisation) or, with
 `nodata="error"`, raise an error naming the file. Training items are augmented with random flips and
-90-degree rotations (land cover has no "up").
+90-degree rotations (land cover has no "up"); with `crop_size`, training items are random crops and
+evaluation items centre crops.
 """
 
 from __future__ import annotations
@@ -66,6 +67,19 @@ def augment(image: np.ndarray) -> np.ndarray:
     return image[:, :, ::-1] if flip else image
 
 
+def crop(image: np.ndarray, size: int, random: bool, source: str) -> np.ndarray:
+    """A (C, size, size) crop of a (C, H, W) patch: at a random place (training) or the centre."""
+    height, width = image.shape[-2:]
+    if size > height or size > width:
+        raise PatchFormatError(f"{source}: crop_size {size} is larger than the patch ({height}x{width})")
+    if random:
+        top = int(torch.randint(0, height - size + 1, ()).item())
+        left = int(torch.randint(0, width - size + 1, ()).item())
+    else:
+        top, left = (height - size) // 2, (width - size) // 2
+    return image[:, top : top + size, left : left + size]
+
+
 @dataclass
 class PatchSource:
     """Where a split's patches are: per-patch files, or in-memory arrays read from one archive."""
@@ -94,12 +108,14 @@ class PatchDataset(Dataset):
         conversion: PixelConversion,
         augment: bool = False,
         indices: Sequence[int] | None = None,
+        crop_size: int | None = None,
     ) -> None:
         self.source = source
         self.bands = list(bands)
         self.num_classes = num_classes
         self.conversion = conversion
         self.augment = augment
+        self.crop_size = crop_size
         self.indices = list(range(len(source))) if indices is None else list(indices)
 
     def __len__(self) -> int:
@@ -117,7 +133,9 @@ class PatchDataset(Dataset):
         return self.conversion(stored, where), label, where
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image, label, _ = self.raw(index)
+        image, label, where = self.raw(index)
+        if self.crop_size is not None:
+            image = crop(image, self.crop_size, random=self.augment, source=where)
         if self.augment:
             image = augment(image)
         return {"image": torch.from_numpy(np.ascontiguousarray(image)), "label": torch.tensor(label)}

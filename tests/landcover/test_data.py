@@ -126,6 +126,17 @@ def test_loader_knobs_apply_when_dataloaders_are_rebuilt(tmp_path: Path) -> None
     shares = np.bincount(labels.numpy(), minlength=8) / len(labels)
     assert shares.min() > 0.08 and shares.max() < 0.18  # about 1/8 each despite the imbalance
 
+    datamodule.crop_size = 4  # random crops for training, centre crops for evaluation
+    assert next(iter(datamodule.train_dataloader()))["image"].shape[-2:] == (4, 4)
+    first = next(iter(datamodule.val_dataloader()))["image"][0]
+    whole, _, _ = datamodule.datasets["val"].raw(0)
+    torch.testing.assert_close(first, torch.from_numpy(whole[:, 2:6, 2:6]), equal_nan=True)
+    datamodule.crop_size = 16
+    with pytest.raises(
+        PatchFormatError, match=r"val\.npz\[0\]: crop_size 16 is larger than the patch \(8x8\)"
+    ):
+        next(iter(datamodule.val_dataloader()))
+
 
 def write_npz(path: Path, **arrays) -> Path:
     np.savez(path, **arrays)

@@ -7,8 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-# Four engineers share two cores: one intra-op thread per process avoids oversubscription (20x slower).
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread in housebrain tests (tiny models; on a shared 2-core machine, oversubscribed
+    threads made a step 20x slower); restored afterwards so other domains' tests are not affected."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def validate(requirements: str, design: str) -> dict[str, Any]:
     from housebrain.design.validator import validate_design
     from housebrain.evaluation import extract_json
 
-    report = validate_design(_read_json(requirements), extract_json(Path(design).read_text()))
+    report = validate_design(_read_requirements(requirements), extract_json(Path(design).read_text()))
     result = report.to_dict()
     print(json.dumps(result, indent=2))
     if not report.passed:
@@ -110,12 +110,11 @@ def design(
     """
     from housebrain.data.generator import SYSTEM_PROMPT, USER_PREFIX
     from housebrain.design.render import floor_plan_svg, massing_glb, massing_obj
-    from housebrain.design.schema import Requirements
     from housebrain.design.validator import validate_design
     from housebrain.evaluation import extract_json
 
-    req_data = _read_json(requirements)
-    req = Requirements.model_validate(req_data)
+    req = _read_requirements(requirements)
+    req_data = _read_json(requirements)  # the prompt shows the user's JSON as written
     if design_file:
         reply = Path(design_file).read_text()
     elif model:
@@ -232,6 +231,19 @@ def _read_json(path: str) -> Any:
         raise FileNotFoundError(f"{file}: file not found") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"{file}: not valid JSON ({error.msg} at line {error.lineno})") from error
+
+
+def _read_requirements(path: str) -> Any:
+    """Requirements from a JSON file; a bad field is reported with the file and the field's path."""
+    from pydantic import ValidationError
+
+    from housebrain.design.schema import Requirements
+
+    try:
+        return Requirements.model_validate(_read_json(path))
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"{path}: invalid requirements: {problems}") from None
 
 
 def commands() -> dict[str, Callable[..., Any]]:

@@ -70,3 +70,12 @@ def test_validate_exits_nonzero_on_errors(
     with pytest.raises(ValueError, match=r"req\.json: not valid JSON"):
         req.write_text("{plot")
         housebrain_cli(["validate", "--requirements", req, "--design", design])
+
+
+def test_bad_requirements_name_file_and_field(housebrain_cli, tmp_path: Path) -> None:
+    req, design = write_pair(tmp_path, floors=1)
+    data = json.loads(req.read_text())
+    data["floors"] = 0
+    req.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"req\.json: invalid requirements: floors: Input should be greater"):
+        housebrain_cli(["design", "--requirements", req, "--design_file", design])

@@ -221,13 +221,16 @@ class LandCoverDataModule(LightningDataModule):
         return np.sort(np.random.default_rng(self.seed).permutation(n)[: self.max_samples])
 
     def _loader(self, dataset: PatchDataset, shuffle: bool = False, sampler=None) -> DataLoader:
+        strategy = getattr(self.trainer, "strategy", None)
+        on_gpu = strategy is not None and strategy.root_device.type == "cuda"
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
-            persistent_workers=False,
+            persistent_workers=self.num_workers > 0,  # no worker start-up at every epoch
+            pin_memory=on_gpu,
             drop_last=False,
         )
 

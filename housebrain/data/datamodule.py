@@ -175,11 +175,11 @@ class HouseDesignDataModule(LightningDataModule):
                     continue
                 sample = sample.truncated(self.max_length)
             encoded.append(sample)
-        conversations = raw  # one encoding per conversation of the file
+        total = len(raw)
         lengths = [len(s.input_ids) for s in encoded]
         self.stats[split] = {
             "file": str(path),
-            "samples": len(conversations),
+            "samples": total,
             "overlong": overlong,
             "overlong_action": self.overlong,
             "kept": len(encoded),
@@ -187,18 +187,16 @@ class HouseDesignDataModule(LightningDataModule):
             "max_tokens": max(lengths, default=0),
         }
         rank_zero_info(
-            f"HouseDesignDataModule {split}: {path}: {len(encoded)} of {len(conversations)} samples kept, "
+            f"HouseDesignDataModule {split}: {path}: {len(encoded)} of {total} samples kept, "
             f"{overlong} longer than max_length={self.max_length} ({self.overlong}), {sum(lengths)} tokens"
         )
         if overlong:
             rank_zero_warn(
-                f"{path}: {overlong} of {len(conversations)} samples are longer than max_length={self.max_length} "
+                f"{path}: {overlong} of {total} samples are longer than max_length={self.max_length} "
                 f"tokens and were {'skipped' if self.overlong == 'skip' else 'truncated'} (data.overlong)"
             )
         if not encoded:
-            raise ChatDataError(
-                f"{path}: no usable samples (all {len(conversations)} longer than max_length?)"
-            )
+            raise ChatDataError(f"{path}: no usable samples (all {total} longer than max_length?)")
         return encoded
 
     def _loader(self, samples: list[Encoded], shuffle: bool) -> DataLoader:

@@ -187,10 +187,10 @@ class LandCoverDataModule(LightningDataModule):
         )
         for split, (kind, where) in found.items():
             if kind == "archive":
-                source = load_archive_source(split, where, file_bands, len(self.class_names))
+                source = load_archive_source(split, where, file_bands, self.class_names)
             else:
                 source = PatchSource(name=split, files=where)
-            self.datasets[split] = PatchDataset(source, file_bands, len(self.class_names), conversion)
+            self.datasets[split] = PatchDataset(source, file_bands, self.class_names, conversion)
         if stage in (None, "fit") and not {"train", "val"} <= set(self.datasets):
             raise PatchFormatError(
                 f"{self.root}: training needs 'train' and 'val' splits as <split>.npz archives, <split>/ folders "
@@ -238,7 +238,7 @@ class LandCoverDataModule(LightningDataModule):
         base = self.datasets["train"]
         indices = self._train_indices()
         dataset = PatchDataset(
-            base.source, base.bands, base.num_classes, base.conversion, self.augment, indices, self.crop_size
+            base.source, base.bands, base.class_names, base.conversion, self.augment, indices, self.crop_size
         )
         sampler = None
         if self.sampler == "weighted":
@@ -254,7 +254,7 @@ class LandCoverDataModule(LightningDataModule):
         """A split as evaluated: no augmentation, centre crops of `crop_size` when set."""
         base = self.datasets[split]
         return PatchDataset(
-            base.source, base.bands, base.num_classes, base.conversion, crop_size=self.crop_size
+            base.source, base.bands, base.class_names, base.conversion, crop_size=self.crop_size
         )
 
     def val_dataloader(self) -> DataLoader:

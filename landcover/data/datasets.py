@@ -104,7 +104,7 @@ class PatchDataset(Dataset):
         self,
         source: PatchSource,
         bands: Sequence[str],
-        num_classes: int,
+        class_names: Sequence[str],
         conversion: PixelConversion,
         augment: bool = False,
         indices: Sequence[int] | None = None,
@@ -112,7 +112,7 @@ class PatchDataset(Dataset):
     ) -> None:
         self.source = source
         self.bands = list(bands)
-        self.num_classes = num_classes
+        self.class_names = list(class_names)
         self.conversion = conversion
         self.augment = augment
         self.crop_size = crop_size
@@ -120,6 +120,10 @@ class PatchDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def raw(self, index: int) -> tuple[np.ndarray, int, str]:
         """Reflectance image (C, H, W) with NaN for no-data, label and where it came from."""
@@ -129,7 +133,7 @@ class PatchDataset(Dataset):
             stored, label = self.source.images[i], int(self.source.labels[i])
         else:
             where = str(self.source.files[i])
-            stored, label = read_patch(self.source.files[i], self.bands, self.num_classes)
+            stored, label = read_patch(self.source.files[i], self.bands, self.class_names)
         return self.conversion(stored, where), label, where
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -141,8 +145,10 @@ class PatchDataset(Dataset):
         return {"image": torch.from_numpy(np.ascontiguousarray(image)), "label": torch.tensor(label)}
 
 
-def load_archive_source(name: str, path: Path, bands: Sequence[str], num_classes: int) -> PatchSource:
-    images, labels = read_archive(path, bands, num_classes)
+def load_archive_source(
+    name: str, path: Path, bands: Sequence[str], class_names: Sequence[str]
+) -> PatchSource:
+    images, labels = read_archive(path, bands, class_names)
     return PatchSource(name=name, images=images, labels=labels, archive=path)
 
 

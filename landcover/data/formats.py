@@ -2,8 +2,10 @@
 
 Two NPZ layouts, the ones the lab hands out, both read with `np.load(allow_pickle=False)`:
 
-    per-patch   <root>/<split>/<anything>.npz    image (C, H, W), label () integer, optional bands (C,) str
-    archive     <root>/<split>.npz               images (N, C, H, W), labels (N,) integer, optional bands
+    per-patch   <root>/<split>/<anything>.npz    image (C, H, W), label (), optional bands (C,) str
+    archive     <root>/<split>.npz               images (N, C, H, W), labels (N,), optional bands
+
+Labels are class indexes (integers) or class names (strings), checked against the class list.
 
 `<split>` is `train`, `val` or `test`. A third way to name a split is a list file
 `<root>/splits/<split>.txt` of per-patch files relative to `<root>` (what `mtl landcover split`
@@ -108,16 +110,29 @@ def check_image(image: np.ndarray, source: str, bands: Sequence[str], batched: b
         raise PatchFormatError(f"{source}: field '{name}' expected {expected}, got shape {image.shape}")
 
 
-def check_label(label: np.ndarray, source: str, num_classes: int, name: str = "label") -> None:
+def label_indices(
+    label: np.ndarray, source: str, class_names: Sequence[str], name: str = "label"
+) -> np.ndarray:
+    """Class indexes (int64, same shape) from integer labels or class-name strings; checked against the classes."""
+    if label.dtype.kind in "US":
+        names = label.astype(str)
+        unknown = sorted(set(names.reshape(-1).tolist()) - set(class_names))
+        if unknown:
+            raise PatchFormatError(
+                f"{source}: field '{name}' has class name(s) {unknown[:5]}, expected one of {list(class_names)}"
+            )
+        lookup = {class_name: i for i, class_name in enumerate(class_names)}
+        return np.array([lookup[n] for n in names.reshape(-1).tolist()], dtype=np.int64).reshape(names.shape)
     if label.dtype.kind not in "iu":
         raise PatchFormatError(
-            f"{source}: field '{name}' must be an integer class index, got dtype {label.dtype}"
+            f"{source}: field '{name}' must be an integer class index or a class name, got dtype {label.dtype}"
         )
-    if label.size and (label.min() < 0 or label.max() >= num_classes):
+    if label.size and (label.min() < 0 or label.max() >= len(class_names)):
         raise PatchFormatError(
             f"{source}: field '{name}' has class index {int(label.min())}..{int(label.max())}, "
-            f"expected 0..{num_classes - 1}"
+            f"expected 0..{len(class_names) - 1}"
         )
+    return label.astype(np.int64)
 
 
 def check_bands(recorded: np.ndarray | None, source: str, bands: Sequence[str]) -> None:
@@ -139,7 +154,7 @@ def _open(path: Path, required: Sequence[str]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_patch(path: str | Path, bands: Sequence[str], num_classes: int) -> tuple[np.ndarray, int]:
+def read_patch(path: str | Path, bands: Sequence[str], class_names: Sequence[str]) -> tuple[np.ndarray, int]:
     """One per-patch file: its image (C, H, W) as stored and its label."""
     path = Path(path)
     arrays = _open(path, ("image", "label"))
@@ -147,19 +162,22 @@ def read_patch(path: str | Path, bands: Sequence[str], num_classes: int) -> tupl
     check_image(image, str(path), bands)
     if label.size != 1:
         raise PatchFormatError(f"{path}: field 'label' must hold one class index, got shape {label.shape}")
-    check_label(label, str(path), num_classes)
+    index = label_indices(label, str(path), class_names)
     check_bands(arrays.get("bands"), str(path), bands)
-    return image, int(label.reshape(()))
+    return image, int(index.reshape(()))
 
 
-def read_patch_label(path: str | Path) -> int:
-    """Only the label of a per-patch file (for splitting and class counts without reading pixels)."""
+def read_patch_label(path: str | Path) -> int | str:
+    """Only the label of a per-patch file, as stored (for splitting without reading pixels)."""
     arrays = _open(Path(path), ("label",))
-    return int(np.asarray(arrays["label"]).reshape(-1)[0])
+    return np.asarray(arrays["label"]).reshape(-1)[0].item()
 
 
-def read_archive(path: str | Path, bands: Sequence[str], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """One split archive: images (N, C, H, W) as stored and labels (N,)."""
+def read_archive(
+    path: str | Path, bands: Sequence[str], class_names: Sequence[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split archive: images (N, C, H, W) as stored and labels (N,) as class indexes
+    (`class_names` None: labels as stored, unchecked)."""
     path = Path(path)
     arrays = _open(path, ("images", "labels"))
     images, labels = arrays["images"], arrays["labels"]
@@ -168,7 +186,8 @@ def read_archive(path: str | Path, bands: Sequence[str], num_classes: int) -> tu
         raise PatchFormatError(
             f"{path}: field 'labels' expected shape ({images.shape[0]},) to match 'images', got {labels.shape}"
         )
-    check_label(labels, str(path), num_classes, name="labels")
+    if class_names is not None:
+        labels = label_indices(labels, str(path), class_names, name="labels")
     check_bands(arrays.get("bands"), str(path), bands)
     return images, labels
 
@@ -178,4 +197,5 @@ def write_patch(path: str | Path, image: np.ndarray, label: int, bands: Sequence
 
 
 def write_archive(path: str | Path, images: np.ndarray, labels: np.ndarray, bands: Sequence[str]) -> None:
-    np.savez_compressed(path, images=images, labels=labels.astype(np.int64), bands=np.array(list(bands)))
+    labels = labels if labels.dtype.kind in "US" else labels.astype(np.int64)
+    np.savez_compressed(path, images=images, labels=labels, bands=np.array(list(bands)))

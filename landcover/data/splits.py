@@ -70,13 +70,10 @@ def split_archive(
     metadata = DatasetMetadata.read(archive.parent) or DatasetMetadata()
     with np.load(archive, allow_pickle=False) as npz:
         bands = [str(b) for b in npz["bands"].tolist()] if "bands" in npz.files else metadata.bands
-    images, labels = read_archive(archive, bands, num_classes=np.iinfo(np.int64).max)
-    labels_max = int(labels.max()) if labels.size else 0
-    if labels_max >= len(metadata.classes):
-        metadata.classes = [
-            *metadata.classes,
-            *(f"class_{i}" for i in range(len(metadata.classes), labels_max + 1)),
-        ]
+    images, labels = read_archive(archive, bands, class_names=None)
+    if labels.dtype.kind in "iu" and labels.size and int(labels.max()) >= len(metadata.classes):
+        extra = range(len(metadata.classes), int(labels.max()) + 1)
+        metadata.classes = [*metadata.classes, *(f"class_{i}" for i in extra)]
     metadata.bands = list(bands)
     indices = stratified_split(labels, val_fraction, test_fraction, seed)
     out.mkdir(parents=True, exist_ok=True)

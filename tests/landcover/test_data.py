@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from landcover.data import DEFAULT_CLASSES, LandCoverDataModule, PatchFormatError
+from landcover.data import DEFAULT_BANDS, DEFAULT_CLASSES, LandCoverDataModule, PatchFormatError
 from landcover.data.datasets import augment
 from landcover.data.formats import read_patch
 from landcover.data.splits import stratified_split
@@ -40,9 +40,7 @@ def test_synthetic_classes_have_their_spectra_and_imbalance() -> None:
 def test_both_layouts_load_to_the_same_batches(tmp_path: Path) -> None:
     write_synthetic_dataset(tmp_path / "p", samples=80, size=16, layout="patches", nodata_probability=0)
     write_synthetic_dataset(tmp_path / "a", samples=80, size=16, layout="archive", nodata_probability=0)
-    image, label = read_patch(
-        next((tmp_path / "p/train").glob("*.npz")), ["B02", "B03", "B04", "B08", "B11", "B12"], 8
-    )
+    image, label = read_patch(next((tmp_path / "p/train").glob("*.npz")), DEFAULT_BANDS, DEFAULT_CLASSES)
     assert image.shape == (6, 16, 16) and 0 <= label < 8
     with np.load(tmp_path / "a/train.npz", allow_pickle=False) as npz:
         assert set(npz.files) == {"images", "labels", "bands"} and npz["images"].shape[1:] == (6, 16, 16)
@@ -232,3 +230,18 @@ def test_synthetic_root_made_with_other_settings_is_refused(tmp_path: Path) -> N
         PatchFormatError, match=r"dataset\.json: this synthetic dataset was made with .*'size': 8"
     ):
         ready(tmp_path, synthetic_samples=40, synthetic_size=16)
+
+
+def test_labels_may_be_class_names(tmp_path: Path) -> None:
+    image = np.ones((6, 8, 8), np.float32)
+    for folder, names in (("train", ["water", "snow", "urban", "water"]), ("val", ["snow", "water"])):
+        (tmp_path / folder).mkdir()
+        for i, name in enumerate(names):
+            write_npz(tmp_path / folder / f"{i}.npz", image=image, label=np.array(name))
+    datamodule = ready(tmp_path, augment=False)
+    assert datamodule.class_counts.tolist() == [2, 0, 1, 0, 0, 0, 0, 1]
+    assert sorted(b["label"].item() for b in datamodule.datasets["val"]) == [0, 2]
+
+    write_npz(tmp_path / "train" / "bad.npz", image=image, label=np.array("forest"))
+    with pytest.raises(PatchFormatError, match=r"bad\.npz: field 'label' has class name\(s\) \['forest'\]"):
+        ready(tmp_path)

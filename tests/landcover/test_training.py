@@ -123,3 +123,17 @@ def test_lr_find_plots_and_suggests_where_the_loss_falls_fastest(
     suggestion = lr_find(recipe=QUICKSTART, out=tmp_path / "lr.png", num_training=30, overrides=TINY[2:])
     assert suggestion is not None and 1e-6 < suggestion < 1
     assert (tmp_path / "lr.png").stat().st_size > 10_000
+
+
+def test_resume_continues_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from landcover.tools import read_scalars
+
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", *TINY, "--name", "landcover/resume", "--trainer.log_every_n_steps", "1"]
+    main([*args, "--trainer.max_steps", "4"])
+    main([*args, "--trainer.max_steps", "9", "--ckpt_path", "last"])
+    run = tmp_path / "runs/landcover/resume"
+    state = torch.load(run / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    assert state["global_step"] == 9 and state["state_dict"]["band_std"].lt(1).all()
+    steps = [step for step, _ in read_scalars(run)["train/loss"]]
+    assert steps[0] < 4 < steps[-1] == 8  # one curve across both invocations

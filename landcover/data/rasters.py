@@ -2,9 +2,11 @@
 
 The scene holds the bands as raster bands (named by their descriptions, or in the order given); the
 label raster, on the same grid, holds a class index per pixel (its nodata value: unlabelled). Each
-window of `size` x `size` pixels becomes `<out>/patches/r<row>_c<col>.npz` with the image as stored
-(e.g. uint16 DN), the majority label and the band names, when the majority class covers at least
-`min_purity` of the labelled pixels. `mtl landcover split --source <out>` then makes the splits.
+window of `size` x `size` pixels becomes `<out>/patches/<scene>_r<row>_c<col>.npz` with the image as
+stored (e.g. uint16 DN), the majority label and the band names, when the majority class covers at
+least `min_purity` of the labelled pixels; several scenes can share one `<out>`.
+`mtl landcover split --source <out>` then makes the splits. `SceneWindows` reads a whole scene window
+by window for `mtl landcover map`.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def cut_patches(
                     counts["skipped_impure"] += 1
                     continue
                 image = image_file.read(indexes, window=window)
-                write_patch(out / "patches" / f"r{row:05d}_c{col:05d}.npz", image, majority, bands)
+                write_patch(
+                    out / "patches" / f"{Path(scene).stem}_r{row:05d}_c{col:05d}.npz", image, majority, bands
+                )
                 counts["written"] += 1
     DatasetMetadata(
         classes=list(class_names), bands=list(bands), units=units, dn_offset=dn_offset if units == "dn" else 0

@@ -42,7 +42,7 @@ def test_scene_is_cut_into_labelled_patches_and_loads(tmp_path: Path) -> None:
         scene=tmp_path / "scene.tif", labels=tmp_path / "labels.tif", out=tmp_path / "ds", size=32
     )
     assert counts == {"written": 4, "skipped_impure": 1, "skipped_unlabelled": 1}
-    with np.load(tmp_path / "ds/patches/r00000_c00032.npz", allow_pickle=False) as npz:
+    with np.load(tmp_path / "ds/patches/scene_r00000_c00032.npz", allow_pickle=False) as npz:
         assert (
             int(npz["label"]) == 3 and npz["image"].shape == (6, 32, 32) and npz["image"].dtype == np.uint16
         )

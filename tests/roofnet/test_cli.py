@@ -10,6 +10,7 @@ import rasterio
 import torch
 import yaml
 
+from common.cli import main
 from common.export import load_bundle
 from roofnet.tools import check
 
@@ -42,28 +43,17 @@ def _adam_steps(checkpoint: dict) -> tuple[int, int]:
     return int(states[0]["step"]), max(int(state["step"]) for state in states.values())
 
 
-def test_synth_writes_all_three_layouts(mtl, tmp_path: Path) -> None:
-    mtl(
-        [
-            "roofnet",
-            "synth",
-            "--out",
-            "data",
-            "--samples",
-            "3",
-            "--image_size",
-            "32",
-            "--airs_tile_size",
-            "256",
-        ]
-    )
+def test_synth_writes_all_three_layouts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # in this process: the same command line without a subprocess's start-up
+    synth = ["--out", "data", "--samples", "3", "--image_size", "32", "--airs_tile_size", "256"]
+    main(["roofnet", "synth", *synth])
     assert len(list((tmp_path / "data/rid/images_roof_centered_geotiff").glob("*.tif"))) == 3
     assert (tmp_path / "data/roofline/imdb.mat").is_file()
     assert len(list((tmp_path / "data/airs/val/image").glob("*.tif"))) == 1
     assert check(tmp_path / "data", image_size=64)["airs/val"] == 16  # the real loaders read every sample
 
 
-def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> None:
+def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monkeypatch) -> None:
     run = tmp_path / "runs/roofnet/quickstart"
     # Three epochs: RID, Roofline, AIRS, a checkpoint at the end of each phase (every 2 steps).
     every_phase = ["--checkpoint_every_n_steps", "2", "--keep_last_checkpoints", "-1"]
@@ -110,7 +100,10 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> No
     assert metrics["val/height_rmse"] > 0 and metrics["val/airs_loss"] > 0
 
     # A later invocation resumes where the last one stopped and starts the next cycle with RID.
-    mtl(["fit", "--config", QUICKSTART, *TINY, "--trainer.max_epochs", "4", "--ckpt_path", "last"])
+    # The first run was a subprocess, as a user types it; the later ones run in this process to save
+    # the start-up time (the same `common.cli.main`).
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(QUICKSTART), *TINY, "--trainer.max_epochs", "4", "--ckpt_path", "last"])
     last = _checkpoint(run / "checkpoints/last.ckpt")
     assert last["global_step"] == 8 and _adam_steps(last) == (8, 8)
     assert json.loads((run / "export/metrics.json").read_text())["train/phase"] == 0.0
@@ -131,7 +124,7 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> No
         "--data.predict_overlap",
         "32",
     ]
-    mtl(["predict", "--config", QUICKSTART, *TINY, "--ckpt_path", "last", *windows])
+    main(["predict", "--config", str(QUICKSTART), *TINY, "--ckpt_path", "last", *map(str, windows)])
     with (
         rasterio.open(tile) as source,
         rasterio.open(run / "predictions/christchurch_test_000_lines.tif") as lines,
@@ -144,13 +137,24 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path) -> No
     assert config["data"]["init_args"]["predict_path"] == str(tile.parent)
 
 
-def test_scaling_recipe_climbs_a_small_ladder(mtl, tmp_path: Path) -> None:
+def test_scaling_recipe_climbs_a_small_ladder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # in this process, as above
     scaling = {"ladder": {"max_samples": [4, 6], "image_size": [32, 64]}, "steps_per_stage": 2}
     callback = {"class_path": "common.callbacks.StagedScaling", "init_args": scaling}
     ladder = tmp_path / "ladder.yaml"
     ladder.write_text(yaml.safe_dump({"trainer": {"callbacks": [callback]}}))
     small = ["--data.num_workers", "0", "--data.max_samples", "4", "--trainer.max_epochs", "1"]
-    mtl(["fit", "--config", REPO / "configs/roofnet/scaling.yaml", "--config", ladder, *TINY, *small])
+    main(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs/roofnet/scaling.yaml"),
+            "--config",
+            str(ladder),
+            *TINY,
+            *small,
+        ]
+    )
     run = tmp_path / "runs/roofnet/scaling"
     report = json.loads((run / "scaling.json").read_text())
     assert [stage["status"] for stage in report["stages"]] == ["passed"] * 3

@@ -11,6 +11,7 @@ normalisation lives in the task, with statistics in its buffers, so inference ca
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class ShotGatherDataset(Dataset):
         mirror_middle: "shift" or "keep"; see `mirror_sample`.
         on_bad: "error" raises for NaN/inf samples naming file and index; "skip" logs and counts them
             and the collate function leaves them out of the batch.
+        max_open_files: memory maps kept open per process (each holds a file descriptor).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class ShotGatherDataset(Dataset):
         mirror_probability: float = 0.0,
         mirror_middle: str = "shift",
         on_bad: str = "error",
+        max_open_files: int = 128,
     ) -> None:
         self.pairs = list(pairs)
         self.offsets = np.cumsum([0] + [p.count for p in self.pairs])
@@ -88,20 +91,30 @@ class ShotGatherDataset(Dataset):
         self.mirror_middle = mirror_middle
         self.on_bad = on_bad
         self.skipped = 0
-        self._maps: dict[Path, np.ndarray] = {}
+        self.max_open_files = max_open_files
+        self._maps: OrderedDict[Path, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_maps"] = {}
+        state["_maps"] = OrderedDict()
         return state
 
     def _array(self, path: Path) -> np.ndarray:
+        """The memory map of `path`, kept among the `max_open_files` most recently used.
+
+        Each map holds a file descriptor: all of OpenFWI is ~1,600 files, above the usual limit of
+        1,024 open files per process, so the least recently used map is closed beyond the cap.
+        """
         array = self._maps.get(path)
         if array is None:
             array = self._maps[path] = open_memmap(path)
+            while len(self._maps) > self.max_open_files:
+                self._maps.popitem(last=False)
+        else:
+            self._maps.move_to_end(path)
         return array
 
     def locate(self, item: int) -> tuple[FilePair, int]:

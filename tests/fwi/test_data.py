@@ -49,6 +49,9 @@ def test_dataset_reads_memory_mapped_samples_equal_to_files(openfwi_root: Path) 
     np.testing.assert_array_equal(sample["seismic"].numpy(), expected)
     assert sample["family"] == 0 and 1500 <= sample["velocity"].min() <= sample["velocity"].max() <= 4500
     assert all(isinstance(a, np.memmap) for a in dataset._maps.values())
+    capped = ShotGatherDataset(pairs, max_open_files=2)
+    for i in range(len(capped)):  # all 5 files, never more than 2 open
+        assert torch.equal(capped[i]["seismic"], dataset[i]["seismic"]) and len(capped._maps) <= 2
     assert len(ShotGatherDataset(pairs, max_samples=5)) == 5
     plain = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))  # default_collate works
     batched = next(

@@ -105,7 +105,7 @@ class ShotGatherDataset(Dataset):
     def _array(self, path: Path) -> np.ndarray:
         """The memory map of `path`, kept among the `max_open_files` most recently used.
 
-        Each map holds a file descriptor: all of OpenFWI is ~1,600 files, above the usual limit of
+        Each map holds a file descriptor: all of OpenFWI is ~1,900 files (940 pairs), above the usual limit of
         1,024 open files per process, so the least recently used map is closed beyond the cap.
         """
         array = self._maps.get(path)

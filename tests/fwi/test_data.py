@@ -177,3 +177,23 @@ def test_splits_verb_lists_every_fold_and_holdout(openfwi_root: Path, capsys) ->
     assert list(held) == ["holdout CurveFault-A", "holdout FlatVel-A"]
     assert len(held["holdout FlatVel-A"]["val"]) == 3 and len(held["holdout FlatVel-A"]["train"]) == 2
     assert '"fold 0"' in capsys.readouterr().out
+
+
+def test_check_verb_reports_families_and_bad_samples(openfwi_root: Path, tmp_path: Path) -> None:
+    from fwi.tools import check
+
+    report = check(root=str(openfwi_root))
+    assert report["files"] == 5 and report["families"]["FlatVel-A"] == {
+        "files": 3,
+        "samples": 12,
+        "dtypes": ["float32"],
+    }
+    root = copy_tree(openfwi_root / "CurveFault-A", tmp_path / "CurveFault-A")
+    velocity = np.load(root / "vel2_1_1.npy")
+    velocity[1, 0, 0, 0] = np.nan
+    np.save(root / "vel2_1_1.npy", velocity)
+    assert check(root=str(tmp_path))["bad_samples"] == []  # headers only without --scan
+    with pytest.raises(FwiDataError, match=r"vel2_1_1\.npy: sample 1: NaN/inf"):
+        check(root=str(tmp_path), scan=True)
+    report = check(root=str(tmp_path), scan=True, on_bad="skip")
+    assert len(report["bad_samples"]) == 1 and "vel2_1_1.npy: sample 1" in report["bad_samples"][0]

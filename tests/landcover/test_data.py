@@ -245,3 +245,20 @@ def test_labels_may_be_class_names(tmp_path: Path) -> None:
     write_npz(tmp_path / "train" / "bad.npz", image=image, label=np.array("forest"))
     with pytest.raises(PatchFormatError, match=r"bad\.npz: field 'label' has class name\(s\) \['forest'\]"):
         ready(tmp_path)
+
+
+def test_synth_split_and_stats_verbs_through_the_command_line(tmp_path: Path, capsys) -> None:
+    from common.cli import main
+
+    main(["landcover", "synth", "--out", str(tmp_path / "s"), "--samples", "60", "--size", "8",
+          "--layout", "archive", "--units", "dn", "--val_fraction", "0", "--test_fraction", "0"])  # fmt: skip
+    with np.load(tmp_path / "s/train.npz", allow_pickle=False) as npz:
+        assert npz["images"].shape == (60, 6, 8, 8) and npz["images"].dtype == np.uint16
+    main(["landcover", "split", "--source", str(tmp_path / "s/train.npz"), "--out", str(tmp_path / "split")])
+    assert sorted(p.name for p in (tmp_path / "split").glob("*.npz")) == ["test.npz", "train.npz", "val.npz"]
+    capsys.readouterr()
+    main(["landcover", "stats", "--root", str(tmp_path / "split"), "--units", "dn", "--dn_offset", "1000"])
+    printed = capsys.readouterr().out
+    assert '"band_mean"' in printed and '"nodata_pixels"' in printed
+    with pytest.raises(SystemExit):
+        main(["landcover", "synth", "--out", str(tmp_path / "x"), "--layout", "zip"])

@@ -107,7 +107,10 @@ def check_image(image: np.ndarray, source: str, bands: Sequence[str], batched: b
     if image.dtype.kind not in "fiu":
         raise PatchFormatError(f"{source}: field '{name}' must be float or integer, got dtype {image.dtype}")
     if image.ndim != (4 if batched else 3) or image.shape[-3] != len(bands):
-        raise PatchFormatError(f"{source}: field '{name}' expected {expected}, got shape {image.shape}")
+        hint = ""
+        if image.ndim == (4 if batched else 3) and image.shape[-1] == len(bands):
+            hint = " (bands last: store np.moveaxis(image, -1, -3))"
+        raise PatchFormatError(f"{source}: field '{name}' expected {expected}, got shape {image.shape}{hint}")
 
 
 def label_indices(

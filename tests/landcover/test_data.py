@@ -152,6 +152,10 @@ def write_npz(path: Path, **arrays) -> Path:
             {"image": np.zeros((6, 8, 8), bool), "label": np.int64(1)},
             "must be float or integer, got dtype bool",
         ),
+        (
+            {"image": np.zeros((8, 8, 6), np.float32), "label": np.int64(1)},
+            r"got shape \(8, 8, 6\) \(bands last: store np\.moveaxis",
+        ),
         ({"image": np.zeros((6, 8, 8), np.float32)}, r"missing field\(s\) \['label'\]"),
         (
             {"image": np.zeros((6, 8, 8), np.float32), "label": np.int64(9)},

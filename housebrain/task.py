@@ -106,6 +106,7 @@ class HouseDesignSFT(LightningModule):
             on_step=on_step,
             on_epoch=not on_step,
             batch_size=max(tokens, 1),
+            sync_dist=not on_step,
         )
         self.log(
             f"{split}/token_accuracy",
@@ -113,6 +114,7 @@ class HouseDesignSFT(LightningModule):
             on_step=on_step,
             on_epoch=not on_step,
             batch_size=max(tokens, 1),
+            sync_dist=not on_step,
         )
         if on_step:
             real_tokens = (
@@ -156,14 +158,14 @@ class HouseDesignSFT(LightningModule):
                 )
                 prefix = "val/constrained_" if constrained else "val/"
                 for name, value in rates.items():
-                    self.log(f"{prefix}{name}", value)
+                    self.log(f"{prefix}{name}", value, sync_dist=True)
                 if not constrained:
                     validity = rates["validator_pass_rate"]
             self.train(was_training)
         # this validation's token-weighted loss (callback_metrics still holds the previous one here)
         val_loss = self.val_loss_mean.compute()
         self.val_loss_mean.reset()
-        self.log("val/select", val_loss - validity)
+        self.log("val/select", val_loss - validity, sync_dist=True)
 
     def generate(self, messages: list[dict[str, str]], max_new_tokens: int = 512) -> str:
         """Greedy reply of the model to a conversation that ends with the user's turn."""

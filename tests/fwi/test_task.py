@@ -53,10 +53,11 @@ def test_limits_are_per_family_with_a_global_fallback() -> None:
     assert global_task.limits(torch.tensor([0]), 1)[0].tolist() == [-30.0]
 
 
-def test_float16_cache_trains_and_marks_the_model(
-    openfwi_root: Path, tmp_path: Path, mtl, one_thread
-) -> None:
-    mtl(["fwi", "cache", "--root", openfwi_root, "--out", tmp_path / "half"])
+def test_float16_cache_trains_and_marks_the_model(openfwi_root: Path, tmp_path: Path, one_thread) -> None:
+    from fwi.tools import cache
+
+    written = cache(root=str(openfwi_root), out=str(tmp_path / "half"))  # the `mtl fwi cache` verb
+    assert len(written) == 10 and cache(root=str(openfwi_root), out=str(tmp_path / "half")) == []  # kept
     pairs = discover_pairs(tmp_path / "half")
     assert {p.seismic_dtype for p in pairs} == {"float16"} and len(pairs) == 5
     original = np.load(openfwi_root / "FlatVel-A/data/data1.npy")

@@ -23,8 +23,8 @@ from landcover.data.datasets import (
     PatchDataset,
     PatchSource,
     PixelConversion,
+    cached_scan,
     load_archive_source,
-    scan,
 )
 from landcover.data.formats import DEFAULT_BANDS, METADATA_FILE, SPLITS, DatasetMetadata, PatchFormatError
 from landcover.data.synthetic import synthetic_settings, write_synthetic_dataset
@@ -90,6 +90,9 @@ class LandCoverDataModule(LightningDataModule):
         synthetic_layout: "patches" (one file per patch) or "archive" (one file per split).
         synthetic_units: "reflectance" or "dn" (DN with the baseline 04.00 offset).
         seed: seed for the synthetic data and the max_samples subset.
+        stats_cache: folder remembering each split's scan (statistics, class and no-data counts) by
+            the files' paths, sizes and modification times, so an unchanged dataset is not read an
+            extra time at every start; None: scan every time.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class LandCoverDataModule(LightningDataModule):
         synthetic_layout: Literal["patches", "archive"] = "patches",
         synthetic_units: Literal["reflectance", "dn"] = "reflectance",
         seed: int = 0,
+        stats_cache: str | None = ".cache/mtl/landcover/stats",
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -130,6 +134,7 @@ class LandCoverDataModule(LightningDataModule):
         self.synthetic_layout = synthetic_layout
         self.synthetic_units = synthetic_units
         self.seed = seed
+        self.stats_cache = stats_cache
         self.datasets: dict[str, PatchDataset] = {}
         self.report: dict[str, dict] = {}
 
@@ -197,8 +202,9 @@ class LandCoverDataModule(LightningDataModule):
                 f"of patches or splits/<split>.txt lists; found {sorted(self.datasets) or 'none'} "
                 "(`mtl landcover split` makes them)"
             )
+        cache = Path(self.stats_cache) if self.stats_cache else None
         for split, dataset in self.datasets.items():
-            self.report[split] = scan(dataset, len(self.class_names))
+            self.report[split] = cached_scan(dataset, len(self.class_names), cache)
         train = self.report.get("train")
         if train is not None:
             self.band_mean, self.band_std = train["band_mean"], train["band_std"]

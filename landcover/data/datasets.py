@@ -8,8 +8,11 @@ evaluation items centre crops.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +186,43 @@ def scan(dataset: PatchDataset, num_classes: int) -> dict:
         "band_mean": mean.astype(np.float32),
         "band_std": np.maximum(std, 1e-6).astype(np.float32),
     }
+
+
+def scan_fingerprint(dataset: PatchDataset) -> str:
+    """What a scan's result depends on: the files (path, size, modification time) and the settings."""
+    digest = hashlib.sha256()
+    source = dataset.source
+    for path in [source.archive] if source.archive is not None else source.files:
+        stat = Path(path).stat()
+        digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    settings = {
+        "bands": dataset.bands,
+        "classes": dataset.class_names,
+        "indices": [dataset.indices[0], dataset.indices[-1], len(dataset.indices)] if dataset.indices else [],
+        "conversion": asdict(dataset.conversion),
+    }
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    return digest.hexdigest()[:32]
+
+
+def cached_scan(dataset: PatchDataset, num_classes: int, cache_dir: Path | None) -> dict:
+    """`scan`, remembered in `cache_dir` under the split's fingerprint: unchanged files are not read again."""
+    if cache_dir is None:
+        return scan(dataset, num_classes)
+    path = Path(cache_dir) / f"{scan_fingerprint(dataset)}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                cached = {key: npz[key] for key in npz.files}
+            return {key: value.item() if value.ndim == 0 else value for key, value in cached.items()}
+        except (OSError, ValueError, EOFError):
+            pass  # a damaged cache entry: scan again
+    report = scan(dataset, num_classes)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, **report)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # the cache is an optimisation; a read-only place just means scanning every time
+    return report

@@ -19,6 +19,7 @@ CLS = {name: i for i, name in enumerate(DEFAULT_CLASSES)}
 
 
 def ready(root: Path, **kwargs) -> LandCoverDataModule:
+    kwargs.setdefault("stats_cache", None)
     datamodule = LandCoverDataModule(root=str(root), batch_size=8, **kwargs)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -251,8 +252,12 @@ def test_labels_may_be_class_names(tmp_path: Path) -> None:
         ready(tmp_path)
 
 
-def test_synth_split_and_stats_verbs_through_the_command_line(tmp_path: Path, capsys) -> None:
+def test_synth_split_and_stats_verbs_through_the_command_line(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from common.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the statistics cache goes to ./.cache
 
     main(["landcover", "synth", "--out", str(tmp_path / "s"), "--samples", "60", "--size", "8",
           "--layout", "archive", "--units", "dn", "--val_fraction", "0", "--test_fraction", "0"])  # fmt: skip
@@ -266,3 +271,25 @@ def test_synth_split_and_stats_verbs_through_the_command_line(tmp_path: Path, ca
     assert '"band_mean"' in printed and '"nodata_pixels"' in printed
     with pytest.raises(SystemExit):
         main(["landcover", "synth", "--out", str(tmp_path / "x"), "--layout", "zip"])
+
+
+def test_statistics_are_cached_until_a_file_changes(tmp_path: Path) -> None:
+    import os
+
+    rng = np.random.default_rng(0)
+    for folder in ("train", "val"):
+        (tmp_path / folder).mkdir()
+        for i in range(3):
+            image = rng.uniform(0.1, 0.2, (6, 8, 8)).astype(np.float32)
+            write_npz(tmp_path / folder / f"{i}.npz", image=image, label=np.int64(i))
+    cache = str(tmp_path / "cache")
+    first = ready(tmp_path, stats_cache=cache).band_mean
+    patch = tmp_path / "train/0.npz"
+    before = patch.stat()
+    write_npz(patch, image=np.ones((6, 8, 8), np.float32), label=np.int64(0))  # same size, other values
+    os.utime(patch, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert patch.stat().st_size == before.st_size
+    np.testing.assert_array_equal(ready(tmp_path, stats_cache=cache).band_mean, first)  # read from the cache
+    os.utime(patch, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # touched: scanned again
+    assert np.all(ready(tmp_path, stats_cache=cache).band_mean > first + 0.2)
+    assert np.all(ready(tmp_path, stats_cache=None).band_mean > first + 0.2)

@@ -19,7 +19,10 @@ from tests.landcover.test_rasters import write_tif
 QUICKSTART = REPO / "configs/landcover/quickstart.yaml"
 
 
-def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None:
+def test_quickstart_trains_exports_and_plots_curves(
+    mtl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the in-process verbs below cache statistics in ./.cache
     mtl(["fit", "--config", QUICKSTART, "--trainer.max_epochs", "3", "--data.synthetic_samples", "480"])
     run = tmp_path / "runs/landcover/quickstart"
     data = tmp_path / ".cache/mtl/landcover/quickstart"
@@ -67,6 +70,7 @@ def test_quickstart_trains_exports_and_plots_curves(mtl, tmp_path: Path) -> None
         curves(run_dir=tmp_path, out=tmp_path / "none.png")
 
 
+@pytest.mark.slow  # two more `mtl fit` processes: 15-35 s on the shared machine
 def test_sweep_runs_every_combination_and_ranks_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     tiny = ["--trainer.max_steps", "3", "--data.synthetic_samples", "96", "--data.synthetic_size", "16"]

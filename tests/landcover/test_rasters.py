@@ -25,7 +25,10 @@ def write_tif(path: Path, data: np.ndarray, descriptions: list[str] | None = Non
     return path
 
 
-def test_scene_is_cut_into_labelled_patches_and_loads(tmp_path: Path) -> None:
+def test_scene_is_cut_into_labelled_patches_and_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the statistics cache goes to ./.cache
     rng = np.random.default_rng(0)
     # 7 bands in the file, B01 first: the cutter picks the 6 default bands by description.
     names = ["B01", *DEFAULT_BANDS]

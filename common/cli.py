@@ -198,7 +198,16 @@ def run_commands(
     """
     from jsonargparse import auto_cli
 
-    return auto_cli(commands, args=list(args), parser_class=_prog_parser(prog), as_positional=as_positional)
+    args = [_underscore_option(arg) for arg in args]
+    return auto_cli(commands, args=args, parser_class=_prog_parser(prog), as_positional=as_positional)
+
+
+def _underscore_option(arg: str) -> str:
+    """`--test-dir x` and `--test-dir=x` mean `--test_dir`: both spellings are common in shell habits."""
+    if not arg.startswith("--") or arg == "--":
+        return arg
+    name, sep, value = arg[2:].partition("=")
+    return f"--{name.replace('-', '_')}{sep}{value}"
 
 
 def _prog_parser(prog: str) -> type:

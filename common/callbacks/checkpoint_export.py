@@ -22,6 +22,8 @@ class CheckpointExport(Callback):
         bf16: also write bfloat16 weights.
         onnx: also write model.onnx, checked against PyTorch with onnxruntime; needs the module's
             `example_input_array`.
+        onnx_tolerance: largest allowed onnxruntime-vs-PyTorch difference, relative to each output's
+            scale (at least 1).
     """
 
     def __init__(
@@ -31,12 +33,14 @@ class CheckpointExport(Callback):
         fp16: bool = False,
         bf16: bool = False,
         onnx: bool = False,
+        onnx_tolerance: float = 1e-4,
     ) -> None:
         self.enabled = enabled
         self.out_dir = out_dir
         self.fp16 = fp16
         self.bf16 = bf16
         self.onnx = onnx
+        self.onnx_tolerance = onnx_tolerance
         self.exported_to: Path | None = None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -63,5 +67,6 @@ class CheckpointExport(Callback):
             fp16=self.fp16,
             bf16=self.bf16,
             onnx=self.onnx,
+            onnx_tolerance=self.onnx_tolerance,
         )
         rank_zero_info(f"CheckpointExport: bundle written to {self.exported_to}")

@@ -163,3 +163,17 @@ def test_a_newer_slurm_preemption_checkpoint_wins_over_last(mtl, tmp_path):
     output = mtl(["fit", *BORING, "--trainer.max_steps", "12", "--ckpt_path", "last"]).stdout
     assert "hpc_ckpt_1.ckpt" in output
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+
+
+def test_domain_verb_options_accept_dashes():
+    def submit(test_dir: str, tta: bool = False) -> str:
+        """Args:
+        test_dir: a directory.
+        tta: mirror test-time augmentation.
+        """
+        return f"{test_dir}:{tta}"
+
+    assert (
+        run_commands({"submit": submit}, ["submit", "--test-dir", "t", "--tta=true"], prog="mtl x")
+        == "t:True"
+    )

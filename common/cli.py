@@ -115,7 +115,9 @@ class MtlCLI(LightningCLI):
             kwargs["plugins"] = [*plugins, SafeCheckpointIO()]
 
         callbacks = _as_list(trainer_config.get("callbacks"))
-        if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        # The run's own periodic/last checkpoint is always there unless the recipe brings one that saves
+        # `last`; a recipe's extra ModelCheckpoint (e.g. best by val/macro_f1) sits beside it.
+        if not any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks):
             callbacks.append(
                 RunCheckpoint(
                     dirpath=run_dir / "checkpoints",

@@ -32,7 +32,8 @@ def mtl(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """
 
     def run(args: Sequence[str], expect_ok: bool = True, cwd: Path | None = None, timeout: float = 300):
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+        # One math thread per process: the subprocess, its DataLoader workers and pytest share 2 cores.
+        env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
         process = subprocess.run(
             [sys.executable, "-m", "common.cli", *map(str, args)],
             cwd=cwd or tmp_path,

@@ -20,6 +20,11 @@ class AdamBoringModel(BoringModel):
         )
         self.example_input_array = torch.randn(4, 32)
 
+    def validation_step(self, batch, batch_idx):
+        output = super().validation_step(batch, batch_idx)
+        self.log("valid_loss", output["x"])
+        return output
+
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 

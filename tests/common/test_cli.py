@@ -177,3 +177,23 @@ def test_domain_verb_options_accept_dashes():
         run_commands({"submit": submit}, ["submit", "--test-dir", "t", "--tta=true"], prog="mtl x")
         == "t:True"
     )
+
+
+def test_a_recipe_can_add_a_best_checkpoint_beside_the_run_checkpoint(mtl, tmp_path):
+    best = '[{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"monitor": "valid_loss", "filename": "best", "save_top_k": 1}}]'
+    mtl(
+        [
+            "fit",
+            *BORING,
+            "--trainer.max_steps",
+            "4",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.val_check_interval",
+            "2",
+            "--trainer.callbacks",
+            best,
+        ]
+    )
+    names = {p.name for p in (tmp_path / "runs/boring/checkpoints").iterdir()}
+    assert {"best.ckpt", "last.ckpt"} <= names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +161,14 @@ def test_prediction_windows_are_stitched_exactly(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "out" / "tile_segments.tif") as result:
         assert result.crs.to_epsg() == 2193 and result.transform.c == 1570000.0
         assert np.array_equal(result.read(1), pixels[..., 0])
+
+
+def test_bundle_with_onnx_matches_pytorch(tmp_path: Path) -> None:
+    from common.export import export_bundle, load_bundle
+
+    task = RoofTask(**SMALL)
+    task.image_mean.fill_(0.4)
+    export_bundle(task, tmp_path, onnx=True)
+    manifest = json.loads((tmp_path / "bundle.json").read_text())
+    assert manifest["checks"]["onnx"]["outputs"] == 6  # every head, checked with onnxruntime
+    assert torch.equal(load_bundle(tmp_path).image_mean, torch.full((3,), 0.4))  # statistics travel along

@@ -36,10 +36,23 @@ DEFAULT_ROOT = ".cache/mtl/roofnet/synthetic"
 
 
 class HomogeneousBatchSampler(Sampler[list[int]]):
-    """Batches over a ConcatDataset where each batch comes from one member dataset, in shuffled order."""
+    """Batches over a ConcatDataset where each batch comes from one member dataset, in shuffled order.
 
-    def __init__(self, sizes: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0) -> None:
+    Under DDP every process gets every `num_replicas`-th batch from `rank` on (the same seed gives all
+    processes the same order), so no batch is trained twice.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
         self.sizes, self.batch_size, self.shuffle, self.seed = list(sizes), batch_size, shuffle, seed
+        self.num_replicas, self.rank = num_replicas, rank
         self.epoch = 0
 
     def _batches(self) -> list[list[int]]:
@@ -53,7 +66,8 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
             offset += size
         if self.shuffle:
             rng.shuffle(batches)
-        return batches
+        usable = len(batches) - len(batches) % self.num_replicas  # every process runs as many steps
+        return batches[self.rank : usable : self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches()
@@ -61,7 +75,7 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
         return iter(batches)
 
     def __len__(self) -> int:
-        return sum(-(-size // self.batch_size) for size in self.sizes)
+        return sum(-(-size // self.batch_size) for size in self.sizes) // self.num_replicas
 
 
 class RoofDataModule(LightningDataModule):
@@ -228,8 +242,13 @@ class RoofDataModule(LightningDataModule):
             dataset = self._limited(self.dataset(self.current_phase, train=True), self.max_samples)
             return self._loader(dataset, shuffle=True, drop_last=len(dataset) > self.batch_size)
         parts = [self._limited(self.dataset(name, train=True), self.max_samples) for name in self.phases]
+        trainer = getattr(self, "trainer", None)
         sampler = HomogeneousBatchSampler(
-            [len(p) for p in parts], self.batch_size, seed=self.seed + self.current_epoch
+            [len(p) for p in parts],
+            self.batch_size,
+            seed=self.seed + self.current_epoch,
+            num_replicas=trainer.world_size if trainer is not None else 1,
+            rank=trainer.global_rank if trainer is not None else 0,
         )
         return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=self.num_workers)
 

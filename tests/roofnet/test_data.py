@@ -230,3 +230,12 @@ def test_roofline_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
         f["elements"] = np.zeros((2, 3, 8, 8), np.uint8)
     with pytest.raises(RoofDataError, match=r"imdb\.mat: depths has shape \(2, 8, 9\); expected \(2, 8, 8\)"):
         RooflineDataset(tmp_path)
+
+
+def test_mixed_batches_are_split_between_ddp_processes() -> None:
+    from roofnet.data.datamodule import HomogeneousBatchSampler
+
+    ranks = [list(HomogeneousBatchSampler([5, 4, 3], 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(HomogeneousBatchSampler([5, 4, 3], 2, num_replicas=2)) == 3
+    seen = [i for batches in ranks for batch in batches for i in batch]
+    assert len(seen) == len(set(seen))  # no sample twice across the processes

@@ -186,14 +186,24 @@ def export_onnx(module: LightningModule, path: Path, tolerance: float = 1e-4) ->
     actual = session.run(None, feed)
     if len(actual) != len(expected):
         raise ExportError(f"{path}: ONNX model has {len(actual)} outputs, PyTorch gave {len(expected)}")
-    worst = max(
-        float(np.max(np.abs(a - e))) if a.size else 0.0 for a, e in zip(actual, expected, strict=True)
-    )
-    if not worst <= tolerance:
+    worst_abs, worst_relative = 0.0, 0.0
+    for onnx_output, torch_output in zip(actual, expected, strict=True):
+        if not torch_output.size:
+            continue
+        difference = float(np.max(np.abs(onnx_output - torch_output)))
+        scale = max(1.0, float(np.max(np.abs(torch_output))))
+        worst_abs, worst_relative = max(worst_abs, difference), max(worst_relative, difference / scale)
+    if not worst_relative <= tolerance:
         raise ExportError(
-            f"{path}: onnxruntime differs from PyTorch by {worst:.3g} (tolerance {tolerance:g})"
+            f"{path}: onnxruntime differs from PyTorch by {worst_abs:.3g} "
+            f"({worst_relative:.3g} of the output scale; tolerance {tolerance:g})"
         )
-    return {"max_abs_difference": worst, "tolerance": tolerance, "outputs": len(actual)}
+    return {
+        "max_abs_difference": worst_abs,
+        "max_relative_difference": worst_relative,
+        "tolerance": tolerance,
+        "outputs": len(actual),
+    }
 
 
 def import_class(class_path: str) -> type:

@@ -197,3 +197,28 @@ def test_a_recipe_can_add_a_best_checkpoint_beside_the_run_checkpoint(mtl, tmp_p
     )
     names = {p.name for p in (tmp_path / "runs/boring/checkpoints").iterdir()}
     assert {"best.ckpt", "last.ckpt"} <= names
+
+
+def test_onnx_check_is_relative_to_the_output_scale(tmp_path):
+    from common.export import ExportError, export_onnx
+    from tests.common.models import AdamBoringModel
+
+    class MetresPerSecond(AdamBoringModel):
+        """Outputs around 3000 (m/s): float32 rounding alone is ~1e-4 there."""
+
+        def forward(self, x):
+            return 3000.0 + 1000.0 * super().forward(x)
+
+    report = export_onnx(MetresPerSecond(), tmp_path / "a.onnx")
+    assert report["max_relative_difference"] <= 1e-4
+
+    class Broken(AdamBoringModel):
+        """Differs between eager and traced export: a Python-side random offset at every call."""
+
+        def forward(self, x):
+            import random
+
+            return super().forward(x) + random.random()
+
+    with pytest.raises(ExportError, match="of the output scale"):
+        export_onnx(Broken(), tmp_path / "b.onnx")

@@ -91,7 +91,7 @@ class RoofTask(LightningModule):
             encoder,
             architecture,
             encoder_depth,
-            tuple(decoder_channels or (256, 128, 64, 32, 16)),
+            tuple(decoder_channels or (256, 128, 64, 32, 32)),
             encoder_weights_path,
         )
         self.log_variances = nn.Parameter(torch.zeros(len(TASKS))) if uncertainty_weighting else None

@@ -36,7 +36,8 @@ class RoofNet(nn.Module):
         encoder: smp encoder name ("resnet18", "efficientnet-b0", ...) or a timm encoder as "tu-<name>".
         architecture: smp architecture class name ("Unet", "UnetPlusPlus", "FPN", ...).
         encoder_depth: number of encoder stages (inputs must be multiples of 2**depth).
-        decoder_channels: decoder widths, one per stage (Unet-style architectures).
+        decoder_channels: decoder widths, one per stage (Unet-style architectures); the last one feeds
+            all six heads, and below 32 it starves the 18-class segments head.
         encoder_weights_path: local encoder weights (.safetensors, or a .pt/.pth state dict read with
             weights_only=True); nothing is ever downloaded.
         height_scale: metres per unit of the height head's raw output (keeps its targets near 1).
@@ -47,7 +48,7 @@ class RoofNet(nn.Module):
         encoder: str = "resnet18",
         architecture: str = "Unet",
         encoder_depth: int = 5,
-        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 32),
         encoder_weights_path: str | None = None,
         height_scale: float = 10.0,
     ) -> None:

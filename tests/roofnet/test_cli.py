@@ -108,6 +108,13 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monke
     assert last["global_step"] == 8 and _adam_steps(last) == (8, 8)
     assert json.loads((run / "export/metrics.json").read_text())["train/phase"] == 0.0
 
+    # The checkpoint saved at the Roofline -> AIRS transition loads too, and goes on with AIRS.
+    branch = ["--name", "roofnet/from-transition", "--ckpt_path", str(phase_checkpoints[1])]
+    main(["fit", "--config", str(QUICKSTART), *TINY, "--trainer.max_epochs", "3", *branch])
+    branched = tmp_path / "runs/roofnet/from-transition"
+    assert _checkpoint(branched / "checkpoints/last.ckpt")["global_step"] == 6
+    assert json.loads((branched / "export/metrics.json").read_text())["train/phase"] == 2.0
+
     bundle = load_bundle(run / "export")
     assert torch.equal(bundle.state_dict()["image_mean"], last["state_dict"]["image_mean"])
     with torch.no_grad():

@@ -239,3 +239,9 @@ def test_mixed_batches_are_split_between_ddp_processes() -> None:
     assert len(ranks[0]) == len(ranks[1]) == len(HomogeneousBatchSampler([5, 4, 3], 2, num_replicas=2)) == 3
     seen = [i for batches in ranks for batch in batches for i in batch]
     assert len(seen) == len(set(seen))  # no sample twice across the processes
+
+
+def test_roofline_file_that_is_not_hdf5_is_named(tmp_path: Path) -> None:
+    (tmp_path / "imdb.mat").write_bytes(b"MATLAB 5.0 MAT-file" + bytes(200))  # a pre-v7.3 .mat
+    with pytest.raises(RoofDataError, match=r"imdb\.mat: unreadable; expected a MATLAB v7\.3 \(HDF5\) file"):
+        RooflineDataset(tmp_path)

@@ -23,6 +23,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def one_math_thread(monkeypatch: pytest.MonkeyPatch):
+    """One intra-op thread, in this process and in the `mtl` subprocesses tests start.
+
+    The suite's models are tiny and the machine has 2 cores shared by pytest, the CLI subprocess and
+    its DataLoader workers: competing OpenMP threads made steps 5-20x slower than a single thread.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def mtl(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """Run `mtl ARGS` as a user would, in a subprocess whose working directory is `tmp_path`.
@@ -32,8 +48,7 @@ def mtl(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
     """
 
     def run(args: Sequence[str], expect_ok: bool = True, cwd: Path | None = None, timeout: float = 300):
-        # One math thread per process: the subprocess, its DataLoader workers and pytest share 2 cores.
-        env = {"OMP_NUM_THREADS": "1", **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
         process = subprocess.run(
             [sys.executable, "-m", "common.cli", *map(str, args)],
             cwd=cwd or tmp_path,

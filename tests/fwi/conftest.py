@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fwi.data.generator import generate
 
@@ -32,12 +31,3 @@ def save(path: Path, array: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, array)
     return path
-
-
-@pytest.fixture
-def one_thread():
-    """Two threads on a shared 2-core machine are 5-10x slower than one for deepwave and small convs."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)

@@ -73,7 +73,7 @@ def test_forward_model_matches_an_independent_finite_difference_solver(one_threa
         assert direct.max() > -direct.min()  # positive main lobe, as OpenFWI
 
 
-def test_generation_is_deterministic_and_resumable(tmp_path: Path, one_thread) -> None:
+def test_generation_is_deterministic_and_resumable(tmp_path: Path) -> None:
     generate("FlatFault-B", 5, tmp_path / "once", seed=3, samples_per_file=4, batch_size=2)
 
     calls = []

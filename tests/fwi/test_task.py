@@ -19,7 +19,7 @@ def small_task(**kwargs) -> VelocityInversionTask:
     return VelocityInversionTask(model_args={"width": 0.125}, log_images=False, **kwargs)
 
 
-def test_training_loss_goes_down(openfwi_root: Path, one_thread) -> None:
+def test_training_loss_goes_down(openfwi_root: Path) -> None:
     torch.manual_seed(0)
     pairs = discover_pairs(openfwi_root)
     task = small_task(lr=2e-3, l2_weight=1.0)
@@ -53,7 +53,7 @@ def test_limits_are_per_family_with_a_global_fallback() -> None:
     assert global_task.limits(torch.tensor([0]), 1)[0].tolist() == [-30.0]
 
 
-def test_float16_cache_trains_and_marks_the_model(openfwi_root: Path, tmp_path: Path, one_thread) -> None:
+def test_float16_cache_trains_and_marks_the_model(openfwi_root: Path, tmp_path: Path) -> None:
     from fwi.tools import cache
 
     written = cache(root=str(openfwi_root), out=str(tmp_path / "half"))  # the `mtl fwi cache` verb

@@ -5,17 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread in housebrain tests (tiny models; on a shared 2-core machine, oversubscribed
-    threads made a step 20x slower); restored afterwards so other domains' tests are not affected."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +30,6 @@ def housebrain_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from housebrain.tools import commands
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the `mtl` subprocesses the same test starts
 
     def run(args: list[str]):
         return run_commands(commands(), [str(a) for a in args], prog="mtl housebrain")

@@ -16,16 +16,3 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         samples=12, rid_size=64, roofline_size=64, airs_tiles=(2, 1, 1), airs_tile_size=1024
     )
     return write_synthetic(tmp_path_factory.mktemp("roofnet") / "synthetic", layout)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread(monkeypatch: pytest.MonkeyPatch):
-    """One intra-op thread, here and in `mtl` subprocesses: on a small shared machine the tiny models
-    of these tests run several times faster than with threads competing for the cores."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    yield
-    torch.set_num_threads(threads)

@@ -19,9 +19,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used; the message names the file."""
+from common.errors import CheckpointError
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

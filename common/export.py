@@ -29,14 +29,11 @@ from lightning.pytorch import LightningModule
 from safetensors.torch import load_file, save_file
 
 from common.checkpoint import read_checkpoint
+from common.errors import ExportError
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.safetensors"
 HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class ExportError(RuntimeError):
-    """An export that would not give back the trained model (the message says why)."""
 
 
 def class_path_of(obj: Any) -> str:

@@ -57,7 +57,7 @@ def reference_gathers(velocity: np.ndarray, n_time: int, source_x: int, pad: int
     return torch.stack(traces).numpy()
 
 
-def test_forward_model_matches_an_independent_finite_difference_solver(one_thread) -> None:
+def test_forward_model_matches_an_independent_finite_difference_solver() -> None:
     velocity = np.full((70, 70), 2000.0, dtype=np.float32)
     velocity[25:] = 3000.0  # one reflector at 250 m: its reflection arrives by 0.3 s
     n_time = 300

@@ -81,7 +81,7 @@ class MemoryProbe(Callback):
     ) -> None:
         if not self.enabled or self._baseline is None:
             return
-        if batch_idx == 0:  # the epoch's DataLoader workers have started by now
+        if batch_idx == 0 and _uses_workers(trainer):  # the epoch's DataLoader workers have started by now
             self._tree.refresh()
         reading = read_memory(self._tree, self._device)
         samples = batch_size_of(batch)
@@ -155,6 +155,13 @@ class MemoryProbe(Callback):
     def _write_summary(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "memory.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+
+
+def _uses_workers(trainer: Trainer) -> bool:
+    """Whether the training DataLoader runs worker processes (listing them costs milliseconds)."""
+    loader = trainer.train_dataloader
+    loaders = loader if isinstance(loader, list | tuple) else [loader]
+    return any(getattr(item, "num_workers", 1) > 0 for item in loaders)
 
 
 def _checkpoint_directory(trainer: Trainer) -> Path:

@@ -11,6 +11,7 @@ normalisation lives in the task, with statistics in its buffers, so inference ca
 from __future__ import annotations
 
 import logging
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,8 +53,37 @@ def mirror_sample(seismic: torch.Tensor, velocity: torch.Tensor | None = None, m
     return mirrored, flipped
 
 
+def empty_batch(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor; in a DataLoader worker, allocated straight in shared memory.
+
+    A worker's batch crosses to the main process through shared memory. Allocating it there at once
+    (as `default_collate` does) writes each byte once; `share_memory_()` on a finished batch would
+    allocate a second buffer and copy, which made the one-worker loader about a third slower.
+    """
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+FLOAT16_MAGNITUDE_BITS, FLOAT16_EXPONENT_BITS = 0x7FFF, 0x7C00
+
+
+def has_nonfinite(array: np.ndarray) -> bool:
+    """Whether `array` holds a NaN or inf.
+
+    numpy has no SIMD `isfinite` for float16 (0.37 ms per sample, a third of a one-worker loader's
+    time); a float16 is NaN or inf exactly when its exponent bits are all ones, which integer SIMD
+    checks about 4x faster.
+    """
+    if array.dtype == np.float16:
+        magnitude = np.bitwise_and(array.view(np.uint16), FLOAT16_MAGNITUDE_BITS)
+        return bool(magnitude.max(initial=0) >= FLOAT16_EXPONENT_BITS)
+    return not np.isfinite(array).all()
+
+
 def _check_finite(array: np.ndarray, path: Path, index: int, what: str) -> None:
-    if not np.isfinite(array).all():
+    if has_nonfinite(array):
         bad = int(array.size - np.isfinite(array).sum())
         raise FwiDataError(f"{path}: sample {index}: {bad} NaN/inf value(s) in the {what}")
 
@@ -162,11 +192,8 @@ class ShotGatherDataset(Dataset):
 
         Bad samples skipped with `on_bad="skip"` are left out. See `BatchedReads` for DataLoaders.
         """
-        seismic = torch.empty((len(items), *SEISMIC_SHAPE), dtype=self._seismic_dtype())
-        velocity = torch.empty((len(items), *VELOCITY_SHAPE), dtype=torch.float32)
-        if get_worker_info() is not None:  # what default_collate does: the batch crosses to the main process
-            seismic.share_memory_()
-            velocity.share_memory_()
+        seismic = empty_batch((len(items), *SEISMIC_SHAPE), self._seismic_dtype())
+        velocity = empty_batch((len(items), *VELOCITY_SHAPE), torch.float32)
         metas = [self._read_into(item, seismic[j], velocity[j]) for j, item in enumerate(items)]
         keep = [j for j, meta in enumerate(metas) if meta is not None]
         if len(keep) < len(items):

@@ -111,6 +111,29 @@ def test_nan_sample_is_an_error_or_a_counted_skip(openfwi_root: Path, tmp_path: 
     np.testing.assert_array_equal(batch["seismic"][2].numpy(), data[3])
 
 
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_float16_nan_and_inf_are_found_but_its_largest_values_are_not(
+    openfwi_root: Path, tmp_path: Path, bad_value: float
+) -> None:
+    root = tmp_path / "FlatVel-A"
+    (root / "data").mkdir(parents=True)
+    (root / "model").mkdir()
+    save(root / "model/model1.npy", np.load(openfwi_root / "FlatVel-A/model/model1.npy"))
+    data = np.load(openfwi_root / "FlatVel-A/data/data1.npy").astype(np.float16)
+    data[0, 0, 0, 0], data[1, 0, 0, 0] = 65504.0, -65504.0  # float16's largest finite values
+    data[3, 4, 999, 69] = bad_value
+    np.save(root / "data/data1.npy", data)
+    dataset = ShotGatherDataset(discover_pairs(tmp_path), on_bad="skip")
+    loader = torch.utils.data.DataLoader(
+        BatchedReads(dataset), batch_size=4, num_workers=1, collate_fn=collate_skipping_bad
+    )
+    (batch,) = list(loader)  # read in a worker, into shared memory
+    assert batch["seismic"].dtype == torch.float16 and batch["seismic"].shape[0] == 3
+    np.testing.assert_array_equal(batch["seismic"].numpy(), data[:3])
+    with pytest.raises(FwiDataError, match=r"data1\.npy: sample 3: 1 NaN/inf"):
+        ShotGatherDataset(discover_pairs(tmp_path))[3]
+
+
 def test_kaggle_test_files(openfwi_root: Path, tmp_path: Path) -> None:
     gathers = np.load(openfwi_root / "FlatVel-A/data/data1.npy")
     for i in range(3):

@@ -123,6 +123,33 @@ class RoofTask(LightningModule):
         if stage == "fit" and mean is not None:
             self.image_mean.copy_(mean)
             self.image_std.copy_(datamodule.image_std)
+        if stage == "fit" and self._trainer is not None:
+            self._let_ddp_skip_heads_without_labels()
+
+    def _let_ddp_skip_heads_without_labels(self) -> None:
+        """Turn on DDP's unused-parameter detection (before the strategy wraps the model).
+
+        A batch trains only the heads its dataset has labels for, so in every step some heads get no
+        gradient, which plain DDP refuses at the next step ("Expected to have finished reduction in
+        the prior iteration"); the platform profiles say `strategy: ddp`. With detection on, a head
+        some process used gets the average gradient and one no process used keeps none, as on one
+        device (AdamW skips it). An explicit `find_unused_parameters` in the strategy is respected.
+        """
+        from lightning.pytorch.strategies import DDPStrategy
+        from lightning.pytorch.utilities import rank_zero_info
+
+        strategy = self.trainer.strategy
+        if not isinstance(strategy, DDPStrategy):
+            return
+        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
+        if not isinstance(ddp_kwargs, dict):  # a Lightning without this attribute: say what to do
+            raise RuntimeError(
+                "RoofTask under DDP: batches train only the heads their dataset has labels for; "
+                "set --trainer.strategy ddp_find_unused_parameters_true"
+            )
+        if "find_unused_parameters" not in ddp_kwargs and not ddp_kwargs.get("static_graph"):
+            ddp_kwargs["find_unused_parameters"] = True
+            rank_zero_info("RoofTask: DDP find_unused_parameters=True (heads without labels in a batch)")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(
@@ -192,7 +219,9 @@ class RoofTask(LightningModule):
         stage = "test" if self.trainer.testing else "val"
         if losses:
             total = self.total_loss(losses)
-            self.log(f"{stage}/{dataset}_loss", total, batch_size=size, add_dataloader_idx=False)
+            self.log(
+                f"{stage}/{dataset}_loss", total, batch_size=size, add_dataloader_idx=False, sync_dist=True
+            )
         self.update_metrics(outputs, batch, dataset)
         if self.hparams.overlays and batch_idx == 0:
             self.log_overlay(batch, outputs, dataset)

@@ -4,7 +4,9 @@ Sequential mode trains `epochs_per_phase` epochs on each dataset of `phases` in 
 Roofline, then AIRS), cycling afterwards; the dataloader is rebuilt every epoch (the recipes set
 `trainer.reload_dataloaders_every_n_epochs: 1`), while the model and optimizer stay the same objects,
 so a phase transition never resets weights or optimizer state. Mixed mode draws batches from all
-datasets in one epoch, each batch from a single dataset (their labels and sizes differ), in random order.
+datasets in one epoch, each batch from a single dataset (their labels and sizes differ), in random order;
+under DDP its batch sampler gives each process its own share of the batches, with or without
+`trainer.use_distributed_sampler` (see `HomogeneousBatchSampler`).
 
 Validation always covers every dataset (one val dataloader each, in `phases` order).
 
@@ -20,7 +22,15 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import (
+    BatchSampler,
+    ConcatDataset,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Sampler,
+    Subset,
+)
 
 from roofnet.data.datasets import (
     DATASET_NAMES,
@@ -35,11 +45,27 @@ from roofnet.data.synthetic import SyntheticLayout, write_synthetic
 DEFAULT_ROOT = ".cache/mtl/roofnet/synthetic"
 
 
-class HomogeneousBatchSampler(Sampler[list[int]]):
+class HomogeneousBatchSampler(BatchSampler):
     """Batches over a ConcatDataset where each batch comes from one member dataset, in shuffled order.
 
-    Under DDP every process gets every `num_replicas`-th batch from `rank` on (the same seed gives all
-    processes the same order), so no batch is trained twice.
+    Under DDP every process takes every `num_replicas`-th batch from `rank` on; the same seed gives
+    all processes the same order, so their batches are disjoint. The last `len % num_replicas` batches
+    of an epoch are left out (every process must run as many steps); no batch is repeated to pad.
+
+    Rank and world size come from `num_replicas` / `rank`, or from `sampler` when it is a
+    `DistributedSampler`: with `trainer.use_distributed_sampler` true (Lightning's default) Lightning
+    re-creates a `BatchSampler` subclass with its `sampler` argument replaced by a DistributedSampler,
+    so mixed mode splits its batches correctly whichever way the Trainer is set. The indices of
+    `sampler` are never used: a batch must be drawn from one dataset.
+
+    Args:
+        sizes: lengths of the ConcatDataset's members, in order.
+        batch_size: samples per batch (each dataset's last batch may be smaller).
+        shuffle: shuffle samples within each dataset and the order of the batches.
+        seed: shuffling seed; pass the epoch in it, or let each pass over the sampler add one.
+        num_replicas: processes sharing the batches.
+        rank: this process's rank among them.
+        sampler: a `DistributedSampler` (as Lightning injects) to take `num_replicas` and `rank` from.
     """
 
     def __init__(
@@ -50,9 +76,20 @@ class HomogeneousBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        sampler: Sampler | None = None,
     ) -> None:
+        if isinstance(sampler, DistributedSampler):
+            if num_replicas != 1 and (num_replicas, rank) != (sampler.num_replicas, sampler.rank):
+                raise ValueError(
+                    f"HomogeneousBatchSampler: rank {rank} of {num_replicas} processes disagrees with the "
+                    f"DistributedSampler's rank {sampler.rank} of {sampler.num_replicas}"
+                )
+            num_replicas, rank = sampler.num_replicas, sampler.rank
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"HomogeneousBatchSampler: rank {rank} is not in [0, {num_replicas})")
         self.sizes, self.batch_size, self.shuffle, self.seed = list(sizes), batch_size, shuffle, seed
-        self.num_replicas, self.rank = num_replicas, rank
+        self.num_replicas, self.rank, self.sampler = num_replicas, rank, sampler
+        self.drop_last = False  # BatchSampler's attribute: each dataset's last partial batch is kept
         self.epoch = 0
 
     def _batches(self) -> list[list[int]]:

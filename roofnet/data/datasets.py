@@ -142,7 +142,7 @@ class RIDDataset(Dataset):
             "dataset": "rid",
         }
         sample = resize_sample(sample, self.image_size)
-        return augment_sample(sample, _sample_generator()) if self.augment else sample
+        return augment_sample(sample, _sample_generator(index)) if self.augment else sample
 
 
 class RooflineDataset(Dataset):
@@ -193,7 +193,7 @@ class RooflineDataset(Dataset):
             "dataset": "roofline",
         }
         sample = resize_sample(sample, self.image_size)
-        return augment_sample(sample, _sample_generator()) if self.augment else sample
+        return augment_sample(sample, _sample_generator(index)) if self.augment else sample
 
 
 class _OpenRasters:
@@ -272,7 +272,7 @@ class AIRSDataset(_OpenRasters, Dataset):
 
     def __getitem__(self, index: int) -> dict:
         if self.random_crops:
-            generator = _sample_generator()
+            generator = _sample_generator(index)
             tile = int(torch.randint(0, len(self.pairs), (1,), generator=generator))
             height, width = self.sizes[tile]
             row = int(torch.randint(0, max(height - self.image_size, 0) + 1, (1,), generator=generator))
@@ -289,7 +289,7 @@ class AIRSDataset(_OpenRasters, Dataset):
         sample = {"image": image_tensor(pixels), "dataset": "airs"}
         if label is not None:
             sample["building"] = torch.from_numpy(label.astype(np.float32))
-        return augment_sample(sample, _sample_generator()) if self.augment else sample
+        return augment_sample(sample, _sample_generator(index)) if self.augment else sample
 
 
 def grid_starts(length: int, window: int, stride: int) -> list[int]:
@@ -385,10 +385,16 @@ def _pil_size(path: Path) -> tuple[int, int]:
         raise RoofDataError(f"{path}: unreadable image ({error})") from error
 
 
-def _sample_generator() -> torch.Generator:
-    """A generator seeded from torch's global RNG (seeded per worker by the DataLoader, per run by
-    `seed_everything`), so crops and augmentations differ between workers and epochs yet reproduce."""
-    return torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
+def _sample_generator(index: int) -> torch.Generator:
+    """The generator of one sample's random crop and augmentation.
+
+    Seeded from torch's global RNG (seeded per worker by the DataLoader, per run by `seed_everything`),
+    so crops and augmentations differ between epochs yet reproduce, and from the sample's `index`:
+    `seed_everything` gives every DDP process the same global RNG, so without the index the processes
+    would cut the same random AIRS windows in step and train on duplicated data.
+    """
+    draw = int(torch.randint(0, 2**62, (1,)))
+    return torch.Generator().manual_seed((draw + index * 0x9E3779B97F4A7C15) % 2**63)
 
 
 def list_prediction_inputs(path: str | Path) -> list[Path]:

@@ -6,18 +6,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 import yaml
 
 from common.cli import main
 from common.export import load_bundle
+from roofnet.data import RIDDataset, RooflineDataset
 from roofnet.tools import check
+from tests.roofnet.batch_recorder import image_digest
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "configs/roofnet/quickstart.yaml"
-TINY = [
-    "--trainer.limit_train_batches", "2",
+SMALL = [
     "--trainer.limit_val_batches", "1",
     "--trainer.enable_progress_bar", "false",
     "--data.image_size", "32",
@@ -30,6 +32,7 @@ TINY = [
     "--model.encoder", "tu-test_efficientnet",
     "--model.decoder_channels", "[16, 16, 16, 16, 16]",
 ]  # fmt: skip
+TINY = ["--trainer.limit_train_batches", "2", *SMALL]
 
 
 def _checkpoint(path: Path) -> dict:
@@ -168,3 +171,49 @@ def test_scaling_recipe_climbs_a_small_ladder(tmp_path: Path, monkeypatch) -> No
     recommended = yaml.safe_load((run / "recommended.yaml").read_text())["data"]["init_args"]
     assert recommended == {"max_samples": 6, "image_size": 64}
     assert "(chosen)" in (run / "scaling.md").read_text()
+
+
+@pytest.mark.ddp
+def test_mixed_mode_under_ddp_shares_each_epoch_between_the_processes(mtl, tmp_path: Path) -> None:
+    # What a user types on a two-GPU platform profile (strategy: ddp), on two CPU processes, without
+    # setting trainer.use_distributed_sampler: the mixed batch sampler must split the batches itself.
+    batches = tmp_path / "batches"
+    recorder = {
+        "class_path": "tests.roofnet.batch_recorder.BatchRecorder",
+        "init_args": {"out_dir": str(batches)},
+    }
+    extra = tmp_path / "recorder.yaml"
+    extra.write_text(yaml.safe_dump({"trainer": {"callbacks": [recorder]}}))
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    # 4 samples of each dataset per epoch in batches of 2: 6 batches, 3 per process and epoch.
+    mixed = ["--data.mode", "mixed", "--data.max_samples", "4", "--data.augment", "false"]
+    epochs = ["--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "1"]
+    output = mtl(["fit", "--config", QUICKSTART, "--config", extra, *SMALL, *ddp, *mixed, *epochs]).stdout
+    assert "Starting with 2 processes" in output
+
+    run = tmp_path / "runs/roofnet/quickstart"
+    assert _checkpoint(run / "checkpoints/last.ckpt")["global_step"] == 6
+    assert json.loads((run / "export/metrics.json").read_text())["val/segments_miou"] >= 0
+    records = {
+        rank: [json.loads(line) for line in (batches / f"rank{rank}.jsonl").read_text().splitlines()]
+        for rank in (0, 1)
+    }
+    assert [r["step"] for r in records[0]] == [r["step"] for r in records[1]] == list(range(6))
+
+    data = tmp_path / ".cache/mtl/roofnet/synthetic"
+    expected = {
+        "rid": {image_digest(RIDDataset(data / "rid", "train", 1, 32)[i]["image"]) for i in range(4)},
+        "roofline": {
+            image_digest(RooflineDataset(data / "roofline", "train", 0.15, 32)[i]["image"]) for i in range(4)
+        },
+    }
+    for epoch in (0, 1):
+        seen: dict[str, list[str]] = {"rid": [], "roofline": [], "airs": []}
+        for rank in (0, 1):
+            for record in (r for r in records[rank] if r["epoch"] == epoch):
+                assert len(record["dataset"]) == 1  # each batch from one dataset
+                seen[record["dataset"][0]] += record["images"]
+        # Together the two processes trained every sample of the epoch exactly once.
+        assert sorted(seen["rid"]) == sorted(expected["rid"])
+        assert sorted(seen["roofline"]) == sorted(expected["roofline"])
+        assert len(seen["airs"]) == len(set(seen["airs"])) == 4  # random AIRS windows, none twice

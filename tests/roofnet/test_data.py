@@ -235,10 +235,49 @@ def test_roofline_with_wrong_shapes_is_refused(tmp_path: Path) -> None:
 def test_mixed_batches_are_split_between_ddp_processes() -> None:
     from roofnet.data.datamodule import HomogeneousBatchSampler
 
-    ranks = [list(HomogeneousBatchSampler([5, 4, 3], 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
-    assert len(ranks[0]) == len(ranks[1]) == len(HomogeneousBatchSampler([5, 4, 3], 2, num_replicas=2)) == 3
+    sizes = [5, 4, 3]  # datasets at indices 0-4, 5-8, 9-11; batches of 2: 3 + 2 + 2 = 7 batches
+    everything = list(HomogeneousBatchSampler(sizes, 2, seed=1))
+    ranks = [list(HomogeneousBatchSampler(sizes, 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(HomogeneousBatchSampler(sizes, 2, num_replicas=2)) == 3
+    # Together the processes train the epoch's batches but the last (every process runs 3 steps),
+    # each batch from one dataset, no sample twice.
+    assert sorted(ranks[0] + ranks[1]) == sorted(everything[:6])
+    for batch in ranks[0] + ranks[1]:
+        assert len({0 if i < 5 else 1 if i < 9 else 2 for i in batch}) == 1
     seen = [i for batches in ranks for batch in batches for i in batch]
-    assert len(seen) == len(set(seen))  # no sample twice across the processes
+    assert len(seen) == len(set(seen)) == 12 - len(everything[6])
+
+
+def test_mixed_batches_take_the_rank_of_the_sampler_lightning_injects() -> None:
+    from torch.utils.data import BatchSampler, DistributedSampler
+
+    from roofnet.data.datamodule import HomogeneousBatchSampler
+
+    # With trainer.use_distributed_sampler true, Lightning re-creates a BatchSampler subclass with a
+    # DistributedSampler as its `sampler` argument.
+    assert issubclass(HomogeneousBatchSampler, BatchSampler)
+    dataset = list(range(12))
+    injected = [
+        list(HomogeneousBatchSampler([5, 4, 3], 2, seed=1, sampler=DistributedSampler(dataset, 2, r)))
+        for r in (0, 1)
+    ]
+    explicit = [list(HomogeneousBatchSampler([5, 4, 3], 2, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert injected == explicit
+    with pytest.raises(
+        ValueError, match=r"rank 0 of 2 processes disagrees with the DistributedSampler's rank 1"
+    ):
+        HomogeneousBatchSampler([5], 2, num_replicas=2, rank=0, sampler=DistributedSampler(dataset, 2, 1))
+
+
+def test_random_airs_windows_differ_between_processes_that_share_a_seed(synthetic_root: Path) -> None:
+    # seed_everything gives every DDP process the same global RNG; their samplers hand them different
+    # indices, which must give different windows.
+    crops = AIRSDataset(synthetic_root / "airs", "train", image_size=64, random_crops=True, crops=4)
+    windows = []
+    for indices in ((0, 1), (2, 3)):  # rank 0's and rank 1's share of the crops
+        torch.manual_seed(0)
+        windows += [crops[i]["image"] for i in indices]
+    assert not any(torch.equal(a, b) for i, a in enumerate(windows) for b in windows[i + 1 :])
 
 
 def test_roofline_file_that_is_not_hdf5_is_named(tmp_path: Path) -> None:

@@ -11,6 +11,11 @@
 LightningModule can change what is exported by defining `export_state_dict()` (and the matching
 `load_exported_state_dict(state_dict)`) and add files with `export_extras(directory)`; housebrain uses
 this to export LoRA adapters instead of the base model.
+
+The ONNX model takes inputs shaped like `example_input_array` with a dynamic batch axis. A module
+whose inputs may vary along other axes names them in an `onnx_dynamic_axes` attribute,
+`{input position: {axis: name}}`: roofnet's `{0: {2: "height", 3: "width"}}` lets its model run at
+any image size the network accepts.
 """
 
 from __future__ import annotations
@@ -152,11 +157,41 @@ def _flatten_outputs(output: Any) -> list[np.ndarray]:
     return []
 
 
+def onnx_dynamic_axes(module: LightningModule, inputs: tuple[Any, ...]) -> dict[str, dict[int, str]]:
+    """Dynamic axes per ONNX input name (`input_<position>`): axis 0 ("batch") of every input, plus
+    the axes the module names in its optional `onnx_dynamic_axes` (`{position: {axis: name}}`)."""
+    names = [f"input_{i}" for i in range(len(inputs))]
+    axes = {name: {0: "batch"} for name in names}
+    extra = getattr(module, "onnx_dynamic_axes", None) or {}
+    if not isinstance(extra, Mapping):
+        raise ExportError(
+            f"{class_path_of(module)}.onnx_dynamic_axes: expected {{input position: {{axis: name}}}}, "
+            f"got {extra!r}"
+        )
+    for position, named in extra.items():
+        if not isinstance(position, int) or not 0 <= position < len(inputs):
+            raise ExportError(
+                f"{class_path_of(module)}.onnx_dynamic_axes: no input {position!r}; "
+                f"example_input_array has {len(inputs)} (positions 0..{len(inputs) - 1})"
+            )
+        ndim = getattr(inputs[position], "ndim", 0)
+        for axis, name in dict(named).items():
+            if not isinstance(axis, int) or not 0 <= axis < ndim:
+                raise ExportError(
+                    f"{class_path_of(module)}.onnx_dynamic_axes: input {position} has no axis {axis!r}; "
+                    f"its example has {ndim} axes"
+                )
+            axes[names[position]][axis] = str(name)
+    return axes
+
+
 def export_onnx(module: LightningModule, path: Path, tolerance: float = 1e-4) -> dict[str, Any]:
     """Export `module.forward` to ONNX and check onnxruntime gives PyTorch's outputs.
 
     The check is relative to each output's scale (|onnx - torch| <= tolerance * max(1, max|torch|)), so
-    a model whose outputs are in m/s is held to the same float32 precision as one in [-1, 1].
+    a model whose outputs are in m/s is held to the same float32 precision as one in [-1, 1]. The batch
+    axis is dynamic, and so are the axes named in the module's `onnx_dynamic_axes` (see above); the
+    check runs at the example's shape.
     """
     import onnxruntime
 
@@ -169,14 +204,10 @@ def export_onnx(module: LightningModule, path: Path, tolerance: float = 1e-4) ->
     inputs = tuple(t.to(module.device) if isinstance(t, torch.Tensor) else t for t in inputs)
     with torch.no_grad():
         expected = _flatten_outputs(module(*inputs))
-    input_names = [f"input_{i}" for i in range(len(inputs))]
+    dynamic_axes = onnx_dynamic_axes(module, inputs)
+    input_names = list(dynamic_axes)
     torch.onnx.export(
-        module,
-        inputs,
-        str(path),
-        input_names=input_names,
-        dynamic_axes={name: {0: "batch"} for name in input_names},
-        dynamo=False,
+        module, inputs, str(path), input_names=input_names, dynamic_axes=dynamic_axes, dynamo=False
     )
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feed = {name: t.detach().cpu().numpy() for name, t in zip(input_names, inputs, strict=True)}
@@ -200,6 +231,9 @@ def export_onnx(module: LightningModule, path: Path, tolerance: float = 1e-4) ->
         "max_relative_difference": worst_relative,
         "tolerance": tolerance,
         "outputs": len(actual),
+        "dynamic_axes": {
+            name: {str(axis): label for axis, label in axes.items()} for name, axes in dynamic_axes.items()
+        },
     }
 
 

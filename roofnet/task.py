@@ -62,6 +62,9 @@ class RoofTask(LightningModule):
         predict_out_dir: where `mtl predict` writes rasters (default `<run dir>/predictions`).
     """
 
+    # The exported ONNX model takes images of any size the network does (multiples of 2**encoder_depth).
+    onnx_dynamic_axes = {0: {2: "height", 3: "width"}}
+
     def __init__(
         self,
         encoder: str = "resnet18",

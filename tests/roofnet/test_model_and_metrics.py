@@ -172,3 +172,16 @@ def test_bundle_with_onnx_matches_pytorch(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "bundle.json").read_text())
     assert manifest["checks"]["onnx"]["outputs"] == 6  # every head, checked with onnxruntime
     assert torch.equal(load_bundle(tmp_path).image_mean, torch.full((3,), 0.4))  # statistics travel along
+
+    # The check ran at the example's 64 x 64; the model also runs at other multiples of 32.
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    image = torch.rand(2, 3, 128, 96)
+    actual = session.run(None, {"input_0": image.numpy()})
+    with torch.no_grad():
+        expected = task.eval()(image)
+    assert len(actual) == len(expected)
+    for onnx_output, (name, torch_output) in zip(actual, expected.items(), strict=True):  # in head order
+        assert onnx_output.shape == tuple(torch_output.shape) and onnx_output.shape[-2:] == (128, 96), name
+        np.testing.assert_allclose(onnx_output, torch_output.numpy(), atol=1e-4, rtol=1e-4, err_msg=name)

@@ -7,9 +7,10 @@ checking that the full conversation starts with it, which works for templates wi
 markers (SmolLM2's has none).
 
 Packing concatenates samples into rows of at most `max_length` tokens. Each sample keeps its own
-position ids (0, 1, 2, ... restarting at every sample); with `attention_mask=None` transformers turns
-the restarts into a block-diagonal causal mask (`masking_utils.find_packed_sequence_indices`), so a
-packed sample attends only to itself. Padding is a sample of its own with labels -100.
+position ids (0, 1, 2, ... restarting at every sample); the model's attention
+(`housebrain.models.segmented_attention`) runs causal attention on each sample's slice, so a packed
+sample attends only to itself (transformers' `sdpa` would build the equivalent block-diagonal mask from
+the same restarts). Padding is a sample of its own with labels -100.
 """
 
 from __future__ import annotations

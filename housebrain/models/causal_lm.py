@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from housebrain.models.segmented_attention import register_segmented_attention
+
 #: SmolLM2's chat template (ChatML) without its default system prompt; the tiny model uses it too.
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -61,13 +63,21 @@ def load_tokenizer(path: str | Path) -> Any:
 
 
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, Any]:
-    """(model, tokenizer) from a local HF directory or `.gguf` file; GGUF weights are dequantised."""
+    """(model, tokenizer) from a local HF directory or `.gguf` file; GGUF weights are dequantised.
+
+    Attention runs per packed sample (`segmented_attention`), so packed rows cost no more attention than
+    their samples would alone.
+    """
     from transformers import AutoModelForCausalLM
 
     directory, gguf = _split_source(path)
     tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(
-        directory, gguf_file=gguf, dtype=dtype, local_files_only=True
+        directory,
+        gguf_file=gguf,
+        dtype=dtype,
+        local_files_only=True,
+        attn_implementation=register_segmented_attention(),
     )
     model.config.use_cache = False
     return model, tokenizer

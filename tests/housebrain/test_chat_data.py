@@ -11,6 +11,7 @@ import torch
 from housebrain.data.chat import ChatDataError, collate_rows, encode_conversation, pack, read_chat_jsonl
 from housebrain.data.datamodule import HouseDesignDataModule
 from housebrain.models.causal_lm import load_causal_lm
+from housebrain.models.segmented_attention import SEGMENTED_ATTENTION, segment_bounds
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,33 @@ def test_packed_samples_do_not_attend_to_each_other(model_and_tokenizer, dataset
         mixed = model(input_ids=packed["input_ids"]).logits[0]
     n0 = len(samples[0].input_ids)
     assert not torch.allclose(mixed[n0 : n0 + 5], packed_logits[n0 : n0 + 5], atol=1e-4)
+
+
+def test_segmented_attention_equals_the_block_mask_in_values_and_gradients(
+    tiny_model: Path, dataset: Path
+) -> None:
+    model, tokenizer = load_causal_lm(tiny_model)
+    assert model.config._attn_implementation == SEGMENTED_ATTENTION
+    samples = [encode_conversation(tokenizer, m) for m in read_chat_jsonl(dataset / "train.jsonl")[:5]]
+    longest = max(len(s.input_ids) for s in samples)
+    rows = pack(samples, max_length=2 * longest)  # several rows, padded tails: each a segment of its own
+    assert len(rows) > 1 and any(len(row) > 1 for row in rows)
+    batch = collate_rows(rows, tokenizer.pad_token_id)
+    results = []
+    for implementation in (SEGMENTED_ATTENTION, "sdpa"):  # sdpa: transformers' block-diagonal mask
+        model.set_attn_implementation(implementation)
+        model.zero_grad()
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        (logits * (batch["labels"] != -100).unsqueeze(-1)).square().mean().backward()
+        gradient = model.get_input_embeddings().weight.grad.clone()
+        results.append((logits.detach(), gradient))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-6, rtol=1e-4)
+
+
+def test_segment_bounds_follow_position_restarts() -> None:
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5]])
+    assert segment_bounds(positions) == [[(0, 3), (3, 5), (5, 6)], [(0, 6)]]
 
 
 def test_bad_lines_name_file_and_line(tmp_path: Path) -> None:

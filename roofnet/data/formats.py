@@ -9,7 +9,8 @@
               `*_vis.tif` visual copies are ignored
 
 MATLAB stores arrays column-major, so a `224x224x3xN` MATLAB array reads from HDF5 as `(N, 3, 224, 224)`
-with the two spatial axes swapped; `RooflineFile` undoes that, `write_imdb` writes it that way.
+with the two spatial axes swapped; `write_imdb` writes it that way, `RooflineFile` undoes it and also
+reads the other axis orders a file can have (`ROOFLINE_LAYOUTS`), telling them apart by their sizes.
 Every reader raises `RoofDataError` naming the file and what it expected.
 """
 
@@ -218,22 +219,108 @@ def write_rid_splits(root: Path, names: Sequence[str], splits: int = 5, seed: in
 
 
 # -- Roofline --------------------------------------------------------------------------------------------
+# The axis orders an `imdb.mat` can have, as h5py sees them (letters: N instance, C channel, H image row,
+# W image column). MATLAB is column-major: HDF5 lists a MATLAB array's dimensions in reverse, so MATLAB's
+# `[224 224 3 N]` images read as (N, 3, 224, 224) with W before H. Roofline's file is expected in MATLAB's
+# `[H W 3 N]`; `[N H W 3]` is what MATLAB writes for arrays built instance-first (e.g. saved from numpy
+# by hdf5storage), row-major is a file written by h5py from numpy without MATLAB's reversal, and MATLAB
+# drops the trailing singleton of a file with one instance. A channels-first (N, 3, H, W) file written
+# from numpy reads as MATLAB [H W C N] with H and W swapped in all three arrays alike, which no size
+# can tell; the labels stay aligned with the image (a transposed roof is still a roof).
+ROOFLINE_LAYOUTS: dict[str, dict[str, str]] = {
+    "MATLAB [H W C N]": {"images": "NCWH", "depths": "NWH", "elements": "NCWH"},
+    "MATLAB [H W C] (one instance)": {"images": "CWH", "depths": "WH", "elements": "CWH"},
+    "MATLAB [N H W C]": {"images": "CWHN", "depths": "WHN", "elements": "CWHN"},
+    "row-major (N, H, W, C)": {"images": "NHWC", "depths": "NHW", "elements": "NHWC"},
+}
+ROOFLINE_ARRAYS = ("images", "depths", "elements")
+ROOFLINE_CHANNELS = {"images": (3,), "depths": (), "elements": (3, 4)}  # elements: eave, ridge, hip[, valley]
+ROOFLINE_OUTPUT_AXES = {"images": "HWC", "depths": "HW", "elements": "CHW"}
+
+
+def _layout_sizes(layout: dict[str, str], shapes: dict[str, tuple[int, ...]]) -> dict[str, int] | None:
+    """Sizes of N, H, W and each array's channels (`C_<array>`) if `shapes` fit `layout`, else None."""
+    sizes: dict[str, int] = {}
+    for key in ROOFLINE_ARRAYS:
+        axes, shape = layout[key], shapes[key]
+        if len(axes) != len(shape):
+            return None
+        for letter, size in zip(axes, shape, strict=True):
+            if letter == "C":
+                if size not in ROOFLINE_CHANNELS[key]:
+                    return None
+                letter = f"C_{key}"
+            if sizes.setdefault(letter, size) != size:
+                return None
+    sizes.setdefault("N", 1)
+    return sizes
+
+
+def roofline_layout(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[str, dict[str, int]]:
+    """Which of `ROOFLINE_LAYOUTS` the `images`, `depths` and `elements` shapes of `path` are in, decided
+    by their sizes (channels: 3 for images, 3 or 4 for elements; N, H and W shared by all three).
+
+    Raises RoofDataError naming the file and the array that does not fit the images, or the layouts
+    that all fit when the sizes cannot tell them apart (e.g. 3 instances of 3 x 3 pixels).
+    """
+    fitting = {}
+    for name, layout in ROOFLINE_LAYOUTS.items():
+        sizes = _layout_sizes(layout, shapes)
+        if sizes is not None:
+            fitting[name] = sizes
+    if len(fitting) == 1:
+        return next(iter(fitting.items()))
+    if fitting:
+        described = ", ".join(f"{key} {shapes[key]}" for key in ROOFLINE_ARRAYS)
+        raise RoofDataError(
+            f"{path}: ambiguous axis order: {described} fit {' and '.join(fitting)}; "
+            "the sizes cannot tell instances, channels and pixels apart"
+        )
+    for name, layout in ROOFLINE_LAYOUTS.items():  # the first layout the images fit names the culprit
+        image_axes = layout["images"]
+        if len(image_axes) != len(shapes["images"]):
+            continue
+        sizes = dict(zip(image_axes, shapes["images"], strict=True))
+        if sizes["C"] not in ROOFLINE_CHANNELS["images"]:
+            continue
+        for key in ("depths", "elements"):
+            axes, shape, channels = layout[key], shapes[key], ROOFLINE_CHANNELS[key]
+            if len(axes) != len(shape) or any(
+                size not in channels if a == "C" else size != sizes[a]
+                for a, size in zip(axes, shape, strict=True)
+            ):
+                expected = ", ".join("3 or 4" if a == "C" else str(sizes[a]) for a in axes)
+                raise RoofDataError(
+                    f"{path}: {key} has shape {shape}; expected ({expected}) to match images "
+                    f"{shapes['images']} (read as {name}, h5py axes {image_axes})"
+                )
+    raise RoofDataError(
+        f"{path}: images has shape {shapes['images']}; expected MATLAB's [H W 3 N] (h5py: (N, 3, W, H)), "
+        "[N H W 3] (h5py: (3, W, H, N)) or a row-major (N, H, W, 3)"
+    )
+
+
 def write_imdb(path: Path, images: np.ndarray, depths: np.ndarray, elements: np.ndarray) -> None:
     """Write Roofline's `imdb.mat` as MATLAB v7.3 does (HDF5 with a 512-byte MATLAB header).
 
     Args are in row-major numpy order: images `(N, H, W, 3)` uint8, depths `(N, H, W)` float32 metres,
-    elements `(N, H, W, C)` uint8 0/1 with C = 3 (eave, ridge, hip) or 4 (+ valley).
+    elements `(N, H, W, C)` uint8 0/1 with C = 3 (eave, ridge, hip) or 4 (+ valley). In MATLAB they are
+    Roofline's `[H W 3 N]`, `[H W N]` and `[H W C N]`; MATLAB stores an array column-major, so HDF5
+    holds it with every axis reversed: images (N, 3, W, H), depths (N, W, H), elements (N, C, W, H).
     """
     import h5py
 
+    matlab = {
+        "images": images.transpose(1, 2, 3, 0),
+        "depths": depths.transpose(1, 2, 0),
+        "elements": elements.transpose(1, 2, 3, 0),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w", userblock_size=512) as f:
-        for name, array in (
-            ("images", images.transpose(0, 3, 2, 1)),
-            ("depths", depths.transpose(0, 2, 1)),
-            ("elements", elements.transpose(0, 3, 2, 1)),
-        ):
-            dataset = f.create_dataset(name, data=np.ascontiguousarray(array), chunks=(1, *array.shape[1:]))
+        for name, array in matlab.items():
+            stored = np.ascontiguousarray(array.T)
+            chunks = (1, *stored.shape[1:])  # one instance per chunk
+            dataset = f.create_dataset(name, data=stored, chunks=chunks)
             dataset.attrs["MATLAB_class"] = np.bytes_("uint8" if array.dtype == np.uint8 else "single")
     with open(path, "r+b") as f:
         f.write(MATLAB_HEADER.ljust(116) + b"\x00" * 8 + b"\x00\x02IM")
@@ -242,7 +329,8 @@ def write_imdb(path: Path, images: np.ndarray, depths: np.ndarray, elements: np.
 class RooflineFile:
     """Lazy, per-instance access to `imdb.mat` (the file is opened on first use in each process).
 
-    `image(i)` -> (H, W, 3) uint8, `depth(i)` -> (H, W) float32 metres, `elements(i)` -> (C, H, W) uint8.
+    `image(i)` -> (H, W, 3) uint8, `depth(i)` -> (H, W) float32 metres, `elements(i)` -> (C, H, W) uint8,
+    whichever of `ROOFLINE_LAYOUTS` the file is in (`self.layout`).
     """
 
     def __init__(self, path: Path) -> None:
@@ -251,27 +339,15 @@ class RooflineFile:
         if not self.path.is_file():
             raise RoofDataError(f"{self.path}: missing; expected Roofline's imdb.mat (MATLAB v7.3 / HDF5)")
         with self._open() as f:
-            for key in ("images", "depths", "elements"):
+            for key in ROOFLINE_ARRAYS:
                 if key not in f:
                     raise RoofDataError(
                         f"{self.path}: no '{key}' array; expected images, depths and elements"
                     )
-            images, depths, elements = f["images"].shape, f["depths"].shape, f["elements"].shape
-        if len(images) != 4 or images[1] != 3:
-            raise RoofDataError(
-                f"{self.path}: images has shape {images}; expected (N, 3, W, H) as MATLAB HxWx3xN"
-            )
-        n, _, w, h = images
-        if depths != (n, w, h):
-            raise RoofDataError(
-                f"{self.path}: depths has shape {depths}; expected {(n, w, h)} to match images"
-            )
-        if len(elements) != 4 or elements[0] != n or elements[2:] != (w, h) or elements[1] not in (3, 4):
-            raise RoofDataError(
-                f"{self.path}: elements has shape {elements}; expected ({n}, 3 or 4, {w}, {h}) "
-                "(eave, ridge, hip[, valley])"
-            )
-        self.length, self.size, self.line_channels = n, (h, w), elements[1]
+            shapes = {key: tuple(f[key].shape) for key in ROOFLINE_ARRAYS}
+        self.layout, sizes = roofline_layout(self.path, shapes)
+        self.axes = ROOFLINE_LAYOUTS[self.layout]
+        self.length, self.size, self.line_channels = sizes["N"], (sizes["H"], sizes["W"]), sizes["C_elements"]
 
     def _open(self):
         import h5py
@@ -287,15 +363,23 @@ class RooflineFile:
         return self.length
 
     def _array(self, key: str, index: int) -> np.ndarray:
+        """Instance `index` of one array, its axes in `ROOFLINE_OUTPUT_AXES` order."""
         if self._file is None:
             self._file = self._open()
-        return self._file[key][index]
+        axes = self.axes[key]
+        if "N" in axes:
+            selection = tuple(index if a == "N" else slice(None) for a in axes)
+            array, axes = self._file[key][selection], axes.replace("N", "")
+        else:
+            array = self._file[key][()]
+        target = ROOFLINE_OUTPUT_AXES[key]
+        return np.ascontiguousarray(array.transpose([axes.index(a) for a in target]))
 
     def image(self, index: int) -> np.ndarray:
-        return np.ascontiguousarray(self._array("images", index).transpose(2, 1, 0))
+        return self._array("images", index)
 
     def depth(self, index: int) -> np.ndarray:
-        return np.ascontiguousarray(self._array("depths", index).T.astype(np.float32))
+        return self._array("depths", index).astype(np.float32)
 
     def elements(self, index: int) -> np.ndarray:
         array = self._array("elements", index)
@@ -303,7 +387,7 @@ class RooflineFile:
             raise RoofDataError(
                 f"{self.path}: elements[{index}] has values up to {array.max()}; expected 0/1"
             )
-        return np.ascontiguousarray(array.transpose(0, 2, 1))
+        return array
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_file": None}  # each DataLoader worker opens its own handle

@@ -125,6 +125,107 @@ def test_roofline_reads_the_real_three_channel_file(tmp_path: Path, synthetic_ro
     assert sample["line_channels"].tolist() == [0, 1, 2]
 
 
+def _roofline_arrays(n: int, height: int = 24, width: int = 40, channels: int = 4) -> tuple[np.ndarray, ...]:
+    """Random non-square instances in numpy order, so a swapped H and W cannot go unnoticed."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8)
+    depths = rng.uniform(0, 12, (n, height, width)).astype(np.float32)
+    elements = rng.integers(0, 2, (n, height, width, channels), dtype=np.uint8)
+    return images, depths, elements
+
+
+def test_imdb_is_written_as_matlab_writes_it(tmp_path: Path) -> None:
+    from roofnet.data.formats import write_imdb
+
+    images, depths, elements = _roofline_arrays(5)
+    write_imdb(tmp_path / "imdb.mat", images, depths, elements)
+    with h5py.File(tmp_path / "imdb.mat", "r") as f:
+        # MATLAB's size [24 40 3 5] listed in reverse by HDF5; reversing every axis is MATLAB's view.
+        assert f["images"].shape == (5, 3, 40, 24) and f["depths"].shape == (5, 40, 24)
+        assert f["elements"].shape == (5, 4, 40, 24)
+        assert np.array_equal(np.asarray(f["images"]).T, images.transpose(1, 2, 3, 0))  # [H W 3 N]
+        assert np.array_equal(np.asarray(f["depths"]).T, depths.transpose(1, 2, 0))  # [H W N]
+        assert (
+            f["images"].attrs["MATLAB_class"] == b"uint8" and f["depths"].attrs["MATLAB_class"] == b"single"
+        )
+    header = (tmp_path / "imdb.mat").read_bytes()[:128]
+    assert header.startswith(b"MATLAB 7.3 MAT-file") and header[124:] == b"\x00\x02IM"
+
+
+def _matlab_to_hdf5(array: np.ndarray) -> np.ndarray:
+    """How MATLAB (column-major) stores an array of its size `array.shape` in HDF5: axes reversed."""
+    return np.ascontiguousarray(array.T)
+
+
+# Each axis order as the test writes it with h5py, from numpy (N, H, W, C) arrays, independently of
+# write_imdb: MATLAB's [H W C N], MATLAB's [H W C] with one instance, MATLAB's [N H W C], row-major.
+WRITERS = {
+    "MATLAB [H W C N]": lambda a: _matlab_to_hdf5(np.moveaxis(a, 0, -1)),
+    "MATLAB [H W C] (one instance)": lambda a: _matlab_to_hdf5(a[0]),
+    "MATLAB [N H W C]": _matlab_to_hdf5,
+    "row-major (N, H, W, C)": np.ascontiguousarray,
+}
+
+
+@pytest.mark.parametrize(
+    ("layout", "instances"),
+    [
+        ("MATLAB [H W C N]", 5),
+        ("MATLAB [H W C] (one instance)", 1),
+        ("MATLAB [N H W C]", 5),
+        ("row-major (N, H, W, C)", 5),
+        ("MATLAB [N H W C]", 3),  # 3 instances of 3 channels: the depths tell N from C
+        ("row-major (N, H, W, C)", 3),
+    ],
+)
+def test_roofline_reads_every_axis_order_a_file_can_have(tmp_path: Path, layout: str, instances: int) -> None:
+    from roofnet.data.formats import RooflineFile
+
+    images, depths, elements = _roofline_arrays(instances, channels=3)
+    with h5py.File(tmp_path / "imdb.mat", "w") as f:
+        for name, array in (("images", images), ("depths", depths), ("elements", elements)):
+            f[name] = WRITERS[layout](array)
+    file = RooflineFile(tmp_path / "imdb.mat")
+    assert (file.layout, len(file), file.size, file.line_channels) == (layout, instances, (24, 40), 3)
+    for i in range(instances):
+        assert np.array_equal(file.image(i), images[i])
+        assert np.array_equal(file.depth(i), depths[i])
+        assert np.array_equal(file.elements(i), elements[i].transpose(2, 0, 1))
+
+
+def test_roofline_axis_orders_the_sizes_cannot_tell_apart_are_refused(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "imdb.mat", "w") as f:  # 3 instances of 3 x 3 pixels
+        f["images"] = np.zeros((3, 3, 3, 3), np.uint8)
+        f["depths"] = np.zeros((3, 3, 3), np.float32)
+        f["elements"] = np.zeros((3, 3, 3, 3), np.uint8)
+    with pytest.raises(
+        RoofDataError, match=r"imdb\.mat: ambiguous axis order: images \(3, 3, 3, 3\).*fit MATLAB"
+    ):
+        RooflineDataset(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("depths", "elements", "message"),
+    [
+        # depths written row-major beside MATLAB-order images: H and W disagree
+        (
+            (2, 24, 40),
+            (2, 3, 40, 24),
+            r"depths has shape \(2, 24, 40\); expected \(2, 40, 24\) to match images",
+        ),
+        ((2, 40, 24), (3, 3, 40, 24), r"elements has shape \(3, 3, 40, 24\); expected \(2, 3 or 4, 40, 24\)"),
+        ((2, 40, 24), (2, 5, 40, 24), r"elements has shape \(2, 5, 40, 24\); expected \(2, 3 or 4, 40, 24\)"),
+    ],
+)
+def test_roofline_arrays_that_disagree_are_named(tmp_path: Path, depths, elements, message: str) -> None:
+    with h5py.File(tmp_path / "imdb.mat", "w") as f:
+        f["images"] = np.zeros((2, 3, 40, 24), np.uint8)
+        f["depths"] = np.zeros(depths, np.float32)
+        f["elements"] = np.zeros(elements, np.uint8)
+    with pytest.raises(RoofDataError, match=rf"imdb\.mat: {message}.*read as MATLAB \[H W C N\]"):
+        RooflineDataset(tmp_path)
+
+
 def test_resizing_keeps_one_pixel_lines(synthetic_root: Path) -> None:
     full = RooflineDataset(synthetic_root / "roofline", "train", image_size=64)[0]
     small = RooflineDataset(synthetic_root / "roofline", "train", image_size=32)[0]

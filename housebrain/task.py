@@ -86,6 +86,9 @@ class HouseDesignSFT(LightningModule):
         if gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = build_lora_model(base, lora_r, lora_alpha, lora_dropout, targets)
+        # transformers returns models in eval mode and Lightning keeps each submodule's mode, so without
+        # this LoRA dropout would stay off for the whole fit (Lightning warns of "modules in eval mode").
+        self.model.train()
         self.end_of_turn = end_of_turn_id(self.tokenizer)
         self.val_loss_mean = MeanMetric()
 

@@ -58,6 +58,9 @@ class RoofTask(LightningModule):
         line_pos_weight: BCE weight of line pixels (lines are thin: a few % of pixels).
         boundary_pos_weight: BCE weight of boundary-band pixels.
         line_tolerance: pixels of tolerance for the line F-score.
+        class_balance: exponent p of the segments and superstructures cross-entropy class weights
+            share**-p (normalised to a pixel mean of 1), from RID's training masks; 0 = plain CE,
+            0.5 = inverse square root, 1 = inverse frequency.
         overlays: log prediction overlays to TensorBoard at every validation.
         predict_out_dir: where `mtl predict` writes rasters (default `<run dir>/predictions`).
     """
@@ -79,6 +82,7 @@ class RoofTask(LightningModule):
         line_pos_weight: float = 5.0,
         boundary_pos_weight: float = 3.0,
         line_tolerance: int = 2,
+        class_balance: float = 0.5,
         overlays: bool = True,
         predict_out_dir: str | None = None,
     ) -> None:
@@ -101,6 +105,10 @@ class RoofTask(LightningModule):
         # Normalisation statistics of the training images, filled from the DataModule in `setup`.
         self.register_buffer("image_mean", torch.tensor([0.5, 0.5, 0.5]))
         self.register_buffer("image_std", torch.tensor([0.25, 0.25, 0.25]))
+        # Cross-entropy class weights from RID's class shares (see `class_balance`), recomputed from the
+        # data in every run, so not saved.
+        self.register_buffer("segments_class_weights", torch.ones(18), persistent=False)
+        self.register_buffer("superstructures_class_weights", torch.ones(9), persistent=False)
         self.example_input_array = torch.zeros(1, 3, 2**encoder_depth * 2, 2**encoder_depth * 2)
         self.metrics = nn.ModuleDict(
             {
@@ -126,6 +134,10 @@ class RoofTask(LightningModule):
         if stage == "fit" and mean is not None:
             self.image_mean.copy_(mean)
             self.image_std.copy_(datamodule.image_std)
+        shares = getattr(datamodule, "class_shares", None) or {}
+        for key, share in shares.items():
+            weights = class_balanced_weights(share, self.hparams.class_balance)
+            getattr(self, f"{key}_class_weights").copy_(weights)
         if stage == "fit" and self._trainer is not None:
             self._let_ddp_skip_heads_without_labels()
 
@@ -165,9 +177,15 @@ class RoofTask(LightningModule):
         losses: dict[str, torch.Tensor] = {}
         weights = self.loss_weights
         if "segments" in batch and weights["segments"]:
-            losses["segments"] = F.cross_entropy(outputs["segments"], batch["segments"])
+            losses["segments"] = F.cross_entropy(
+                outputs["segments"], batch["segments"], weight=self.segments_class_weights
+            )
         if "superstructures" in batch and weights["superstructures"]:
-            losses["superstructures"] = F.cross_entropy(outputs["superstructures"], batch["superstructures"])
+            losses["superstructures"] = F.cross_entropy(
+                outputs["superstructures"],
+                batch["superstructures"],
+                weight=self.superstructures_class_weights,
+            )
         if "building" in batch:
             building = batch["building"]
             if weights["building"]:
@@ -326,6 +344,14 @@ class RoofTask(LightningModule):
         if self._writer is not None:
             self._writer.close()
             print(f"RoofTask: wrote {len(self._writer.written)} rasters to {self._writer.out_dir}")
+
+
+def class_balanced_weights(shares: torch.Tensor, power: float, floor: float = 1e-3) -> torch.Tensor:
+    """Cross-entropy weights `shares**-power` for classes with pixel `shares` `(C,)` (floored at `floor`,
+    so a class absent from the sample gets a large but finite weight), scaled so the mean weight over
+    the pixels is 1 (the loss keeps its scale); `power` 0 gives ones."""
+    weights = shares.clamp_min(floor) ** -power
+    return weights / (shares * weights).sum().clamp_min(1e-12)
 
 
 def _palette(classes: int = 18) -> torch.Tensor:

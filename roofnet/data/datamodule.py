@@ -212,6 +212,7 @@ class RoofDataModule(LightningDataModule):
         self.predict_dataset: PredictionWindows | None = None
         self.image_mean: torch.Tensor | None = None
         self.image_std: torch.Tensor | None = None
+        self.class_shares: dict[str, torch.Tensor] | None = None
 
     # -- data on disk ------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -325,7 +326,22 @@ class RoofDataModule(LightningDataModule):
         pixels = torch.cat(images, dim=1)
         return pixels.mean(1), pixels.std(1).clamp_min(1e-3)
 
+    def label_shares(self, samples: int = 64) -> dict[str, torch.Tensor]:
+        """Share of each class among the pixels of up to `samples` RID training masks (no augmentation):
+        `segments` (18,) and `superstructures` (9,); empty without RID."""
+        if "rid" not in self.phases:
+            return {}
+        dataset = RIDDataset(self.roots["rid"], "train", self.rid_split, self.image_size, augment=False)
+        counts = {"segments": torch.zeros(18), "superstructures": torch.zeros(9)}
+        for index in range(min(samples, len(dataset))):
+            sample = dataset[index]
+            for key, count in counts.items():
+                count += torch.bincount(sample[key].flatten(), minlength=len(count)).float()
+        return {key: count / count.sum() for key, count in counts.items()}
+
     def setup(self, stage: str) -> None:
-        """Image statistics from the training data, for the task to keep in its buffers."""
+        """Image statistics and RID's class shares from the training data, for the task to keep."""
         if stage == "fit" and self.image_mean is None:
             self.image_mean, self.image_std = self.image_statistics()
+        if stage in ("fit", "validate", "test") and self.class_shares is None:
+            self.class_shares = self.label_shares()

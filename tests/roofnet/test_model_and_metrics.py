@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import default_collate
 
-from roofnet.data import RIDDataset, RooflineDataset
+from roofnet.data import RIDDataset, RoofDataModule, RooflineDataset
 from roofnet.data.datasets import PredictionWindows
 from roofnet.data.formats import write_geotiff
 from roofnet.data.writers import PredictionRasterWriter
@@ -82,6 +83,40 @@ def test_training_steps_reduce_the_loss_with_uncertainty_weighting(synthetic_roo
         losses.append(loss.item())
     assert task.log_variances.grad is not None and task.log_variances.grad[:4].abs().sum() > 0
     assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_class_balanced_weights_favour_rare_classes_and_keep_the_loss_scale() -> None:
+    from roofnet.task import class_balanced_weights
+
+    shares = torch.tensor([0.74, 0.06, 0.2 - 1e-4, 1e-4])
+    assert torch.equal(class_balanced_weights(shares, 0.0), torch.ones(4))
+    weights = class_balanced_weights(shares, 0.5)
+    assert torch.isclose((shares * weights).sum(), torch.tensor(1.0))  # pixel-mean weight 1
+    assert float(weights[1] / weights[0]) == pytest.approx((0.74 / 0.06) ** 0.5)
+    assert weights[3] / weights[0] == pytest.approx((0.74 / 1e-3) ** 0.5)  # rare shares floored at 0.1 %
+
+
+def test_task_weights_its_cross_entropy_by_the_class_shares_of_rid(synthetic_root: Path) -> None:
+    dm = RoofDataModule(str(synthetic_root), phases=["rid", "roofline"], image_size=32)
+    dm.setup("validate")
+    shares = dm.class_shares
+    assert set(shares) == {"segments", "superstructures"} and float(
+        shares["segments"].sum()
+    ) == pytest.approx(1.0)
+    assert shares["segments"][17] == shares["segments"].max()  # background: most pixels
+    rid = default_collate([RIDDataset(synthetic_root / "rid", "train", 1, 32)[i] for i in range(2)])
+    losses = {}
+    for balance in (0.0, 0.5):
+        task = RoofTask(class_balance=balance, **SMALL)
+        task.trainer = SimpleNamespace(datamodule=dm, strategy=None)
+        task.setup("fit")
+        with torch.no_grad():
+            losses[balance] = task.task_losses(task(rid["image"]), rid)["segments"]
+        if balance:
+            weights = task.segments_class_weights
+            assert weights[17] < 1 < weights[:16].min()  # background down, azimuth classes up
+            assert "segments_class_weights" not in task.state_dict()  # recomputed, never saved
+    assert losses[0.0] != losses[0.5]
 
 
 def test_class_iou_ignores_classes_that_never_occur() -> None:

@@ -198,10 +198,11 @@ def test_prediction_windows_are_stitched_exactly(tmp_path: Path) -> None:
         assert np.array_equal(result.read(1), pixels[..., 0])
 
 
-def test_bundle_with_onnx_matches_pytorch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("architecture", ["Unet", "FPN"])  # FPN decodes at 1/4 and upsamples
+def test_bundle_with_onnx_matches_pytorch(tmp_path: Path, architecture: str) -> None:
     from common.export import export_bundle, load_bundle
 
-    task = RoofTask(**SMALL)
+    task = RoofTask(architecture=architecture, **SMALL)
     task.image_mean.fill_(0.4)
     export_bundle(task, tmp_path, onnx=True)
     manifest = json.loads((tmp_path / "bundle.json").read_text())

@@ -6,6 +6,8 @@ pay for importing Lightning.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgre
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_info
 
 from common.callbacks import CheckpointExport, MemoryProbe, RunCheckpoint
 from common.checkpoint import SafeCheckpointIO, read_checkpoint
@@ -23,6 +26,24 @@ from common.platform import platform_defaults
 LAST_CHECKPOINT = "last"
 CLI_DESCRIPTION = """mtl: LightningCLI in subclass mode over any LightningModule / LightningDataModule.
 Also: mtl export CKPT --out DIR; mtl <domain> <verb> --help."""
+
+
+def split_model_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(the other arguments, the `--model...` ones with their values), each in command-line order."""
+    others: list[str] = []
+    model: list[str] = []
+    tokens = iter(arguments)
+    for token in tokens:
+        if token.startswith(("--model=", "--model.")) and "=" in token:
+            model.append(token)
+        elif token == "--model" or token.startswith("--model."):
+            model.append(token)
+            value = next(tokens, None)
+            if value is not None:
+                model.append(value)
+        else:
+            others.append(token)
+    return others, model
 
 
 def run_directory(runs_dir: str | Path, name: str) -> Path:
@@ -76,15 +97,41 @@ class MtlCLI(LightningCLI):
         if self.platform.export_dir:
             parser.set_defaults({"export.out_dir": self.platform.export_dir})
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._command_line = list(args) if isinstance(args, list | tuple) else sys.argv[1:]
+        super().parse_arguments(parser, args)
+
     # LightningCLI reads a checkpoint file given as ckpt_path to recover hyperparameters; check it
     # first so a truncated or foreign file fails with its name instead of a pickle traceback.
     def _parse_ckpt_path(self) -> None:
         subcommand = self.config.get("subcommand")
-        if subcommand:
-            ckpt_path = self.config[subcommand].get("ckpt_path")
-            if ckpt_path and Path(ckpt_path).is_file():
-                read_checkpoint(ckpt_path)
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        from_file = bool(ckpt_path) and Path(ckpt_path).is_file()
+        if from_file:
+            read_checkpoint(ckpt_path)
         super()._parse_ckpt_path()
+        if from_file:
+            self._reapply_model_arguments(subcommand)
+
+    def _reapply_model_arguments(self, subcommand: str) -> None:
+        """Let `--model.*` on the command line win over the checkpoint's hyperparameters.
+
+        Lightning replaces the whole model section with the hyperparameters stored in a checkpoint
+        file given as ckpt_path, so `mtl validate --ckpt_path run.ckpt --model.eval_constrained true`
+        would silently run without the flag (Lightning-AI/pytorch-lightning#20801, #21455). Here the
+        checkpoint still overrides the recipe and the defaults (the weights must fit the model they
+        were trained with), and what the user typed for the model overrides the checkpoint.
+        """
+        others, model_arguments = split_model_arguments(self._command_line)
+        values = [a for a in model_arguments if a.startswith(("--model.", "--model="))]
+        if not values:  # `--model CLASS` alone: the checkpoint's init args stand
+            return
+        from_checkpoint = json.dumps(self.config[subcommand]["model"].as_dict())
+        self.config = self.parser.parse_args([*others, f"--model={from_checkpoint}", *model_arguments])
+        rank_zero_info(
+            "mtl: the command line's model arguments override the checkpoint's hyperparameters: "
+            + " ".join(values)
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config.get(str(self.subcommand), self.config)

@@ -222,3 +222,41 @@ def test_onnx_check_is_relative_to_the_output_scale(tmp_path):
 
     with pytest.raises(ExportError, match="of the output scale"):
         export_onnx(Broken(), tmp_path / "b.onnx")
+
+
+def test_model_arguments_on_the_command_line_win_over_a_checkpoints_hyperparameters(tmp_path, monkeypatch):
+    from common.training_cli import MtlCLI, split_model_arguments
+
+    assert split_model_arguments(
+        ["fit", "--model", "M", "--model.lr=1", "--x", "2", "--model.hidden", "8"]
+    ) == (
+        ["fit", "--x", "2"],
+        ["--model", "M", "--model.lr=1", "--model.hidden", "8"],
+    )
+    monkeypatch.chdir(tmp_path)
+    quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    MtlCLI(
+        args=[
+            "fit",
+            *BORING,
+            *quiet,
+            "--trainer.max_steps",
+            "2",
+            "--model.hidden",
+            "16",
+            "--model.lr",
+            "0.02",
+        ]
+    )
+    checkpoint = str(tmp_path / "runs/boring/checkpoints/last.ckpt")
+
+    def validate(*extra: str):
+        cli = MtlCLI(args=["validate", *BORING, *quiet, "--ckpt_path", checkpoint, *extra])
+        return cli.model.hparams
+
+    # the checkpoint's values beat the defaults (hidden 32, lr 0.01): the weights fit this model
+    assert (validate().hidden, validate().lr) == (16, 0.02)
+    # what the user typed beats the checkpoint (Lightning alone would silently keep lr 0.02)
+    overridden = validate("--model.lr", "0.5")
+    assert (overridden.hidden, overridden.lr) == (16, 0.5)
+    assert validate("--model.init_args.lr=0.25").lr == 0.25

@@ -130,7 +130,7 @@ class MtlCLI(LightningCLI):
         self.config = self.parser.parse_args([*others, f"--model={from_checkpoint}", *model_arguments])
         rank_zero_info(
             "mtl: the command line's model arguments override the checkpoint's hyperparameters: "
-            + " ".join(values)
+            + " ".join(model_arguments)
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:

@@ -68,3 +68,17 @@ def test_dynamic_axes_that_do_not_exist_are_refused(tmp_path: Path, axes: dict, 
     module.onnx_dynamic_axes = axes
     with pytest.raises(ExportError, match=message):
         export_onnx(module, tmp_path / "model.onnx")
+
+
+class FrozenSize(AnySizeConv):
+    """Claims any size, but `int(...)` freezes the traced height: right at 8 x 8, wrong at others."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.conv(image)[..., : int(image.shape[-2]), :]
+
+
+def test_the_export_is_checked_with_every_dynamic_axis_doubled(tmp_path: Path) -> None:
+    report = export_onnx(AnySizeConv().eval(), tmp_path / "model.onnx")
+    assert report["checked_input_shapes"] == [[[1, 3, 8, 8]], [[2, 3, 16, 16]]]
+    with pytest.raises(ExportError, match=r"ONNX gave \(2, 2, 8, 16\) instead of \(2, 2, 16, 16\)"):
+        export_onnx(FrozenSize().eval(), tmp_path / "frozen.onnx")

@@ -16,6 +16,7 @@ both functions hand over to transformers' `sdpa`, so generation is unchanged.
 
 from __future__ import annotations
 
+import weakref
 from itertools import pairwise
 
 import torch
@@ -33,6 +34,27 @@ def segment_bounds(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
         edges = [0, *cuts, length]
         rows.append(list(pairwise(edges)))
     return rows
+
+
+class LastSegmentBounds:
+    """The bounds of the last `position_ids` seen: every layer of one forward gets the same tensor, so
+    the device-to-host copy in `segment_bounds` happens once per forward, not once per layer. Held by
+    weak reference and checked against the tensor's version counter, so a new or modified tensor is
+    never matched to old bounds."""
+
+    def __init__(self) -> None:
+        self.tensor: weakref.ref | None = None
+        self.version = -1
+        self.bounds: list[list[tuple[int, int]]] = []
+
+    def get(self, position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+        if self.tensor is None or self.tensor() is not position_ids or self.version != position_ids._version:
+            self.bounds = segment_bounds(position_ids)
+            self.tensor, self.version = weakref.ref(position_ids), position_ids._version
+        return self.bounds
+
+
+_last_bounds = LastSegmentBounds()
 
 
 def segmented_sdpa_forward(
@@ -54,9 +76,11 @@ def segmented_sdpa_forward(
     groups = query.shape[1] // key.shape[1]
     if groups > 1:
         key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
-    position_ids = position_ids.expand(query.shape[0], -1)
+    bounds = _last_bounds.get(position_ids)
+    if len(bounds) == 1 and query.shape[0] > 1:  # one row of positions shared by the batch
+        bounds = bounds * query.shape[0]
     rows = []
-    for row, spans in enumerate(segment_bounds(position_ids)):
+    for row, spans in enumerate(bounds):
         pieces = [
             F.scaled_dot_product_attention(
                 query[row : row + 1, :, start:end],

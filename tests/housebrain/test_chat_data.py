@@ -11,7 +11,7 @@ import torch
 from housebrain.data.chat import ChatDataError, collate_rows, encode_conversation, pack, read_chat_jsonl
 from housebrain.data.datamodule import HouseDesignDataModule
 from housebrain.models.causal_lm import load_causal_lm
-from housebrain.models.segmented_attention import SEGMENTED_ATTENTION, segment_bounds
+from housebrain.models.segmented_attention import SEGMENTED_ATTENTION, LastSegmentBounds, segment_bounds
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,16 @@ def test_segmented_attention_equals_the_block_mask_in_values_and_gradients(
 def test_segment_bounds_follow_position_restarts() -> None:
     positions = torch.tensor([[0, 1, 2, 0, 1, 0], [0, 1, 2, 3, 4, 5]])
     assert segment_bounds(positions) == [[(0, 3), (3, 5), (5, 6)], [(0, 6)]]
+
+
+def test_segment_bounds_are_reused_only_for_the_same_unchanged_tensor() -> None:
+    cache = LastSegmentBounds()
+    positions = torch.tensor([[0, 1, 0, 1]])
+    assert cache.get(positions) == [[(0, 2), (2, 4)]]
+    assert cache.get(positions) is cache.get(positions)  # the next layers of the same forward
+    positions[0, 2] = 2  # changed in place: another layout
+    assert cache.get(positions) == [[(0, 4)]]
+    assert cache.get(torch.tensor([[0, 0, 1, 2]])) == [[(0, 1), (1, 4)]]
 
 
 def test_bad_lines_name_file_and_line(tmp_path: Path) -> None:

@@ -87,7 +87,10 @@ class HouseDesignSFT(LightningModule):
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = build_lora_model(base, lora_r, lora_alpha, lora_dropout, targets)
         # transformers returns models in eval mode and Lightning keeps each submodule's mode, so without
-        # this LoRA dropout would stay off for the whole fit (Lightning warns of "modules in eval mode").
+        # this the base model would train in eval mode (Lightning warns of "modules in eval mode"): no
+        # effect on Llama-family models, which have no dropout, but a base model with dropout (GPT-2's
+        # 0.1, for one) would train without it, unlike transformers' Trainer. peft's new LoRA modules
+        # are in training mode either way.
         self.model.train()
         self.end_of_turn = end_of_turn_id(self.tokenizer)
         self.val_loss_mean = MeanMetric()

@@ -40,13 +40,12 @@ def test_loss_goes_down_on_reply_tokens(tiny_model: Path, dataset: Path) -> None
     assert trainable and all("lora_" in n for n in trainable)
 
 
-def test_task_starts_in_training_mode_so_lora_dropout_is_active(tiny_model: Path) -> None:
+def test_the_whole_model_trains_in_training_mode_as_with_transformers_trainer(tiny_model: Path) -> None:
     task = HouseDesignSFT(model_path=str(tiny_model), lora_dropout=0.5, eval_generate_samples=0)
-    assert all(module.training for module in task.modules())
+    assert all(module.training for module in task.modules())  # the base model too, not only LoRA
     dropouts = [m for n, m in task.named_modules() if n.endswith("lora_dropout.default")]
     assert dropouts and dropouts[0].p == 0.5
-    ones = torch.ones(1000)
-    assert (dropouts[0](ones) == 0).any()  # active, not the identity
+    assert (dropouts[0](torch.ones(1000)) == 0).any()  # active, not the identity
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(tiny_model: Path, dataset: Path) -> None:

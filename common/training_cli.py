@@ -98,7 +98,11 @@ class MtlCLI(LightningCLI):
             parser.set_defaults({"export.out_dir": self.platform.export_dir})
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        self._command_line = list(args) if isinstance(args, list | tuple) else sys.argv[1:]
+        # The tokens the user typed; a dict or Namespace of arguments (the API's other form) has none.
+        if args is None:
+            self._command_line = sys.argv[1:]
+        else:
+            self._command_line = list(args) if isinstance(args, list | tuple) else []
         super().parse_arguments(parser, args)
 
     # LightningCLI reads a checkpoint file given as ckpt_path to recover hyperparameters; check it

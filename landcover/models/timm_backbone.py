@@ -26,6 +26,8 @@ def create_timm_classifier(
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pretrained weights file for {name} not found (local files only)")
+    # timm reads the file itself (safetensors, or torch.load with weights_only=True, its default) and
+    # adapts the first convolution to `in_chans` and drops a classifier of another size; no hub access.
     return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
 
 

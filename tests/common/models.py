@@ -70,3 +70,38 @@ class OutOfMemoryAtBatch(BoringModel):
         if batch.shape[0] >= self.oom_batch_size:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
         return super().training_step(batch, batch_idx)
+
+
+class IndexDataModule(LightningDataModule):
+    """Sample i is the tensor i: a model can record exactly which samples it trained, in order."""
+
+    def __init__(self, samples: int = 20, batch_size: int = 2, num_workers: int = 0) -> None:
+        super().__init__()
+        self.samples, self.batch_size, self.num_workers = samples, batch_size, num_workers
+
+    def train_dataloader(self) -> DataLoader:
+        from common.resumable_loader import EpochRandomSampler, ResumableLoader
+
+        data = torch.arange(self.samples)
+        return ResumableLoader(
+            data, batch_size=self.batch_size, sampler=EpochRandomSampler(data), num_workers=self.num_workers
+        )
+
+
+class IndexRecordingModel(BoringModel):
+    """Appends the sample indices it trains on, in order, to the text file `record` (one per line;
+    under DDP one file per process, `<record>.rank<N>`)."""
+
+    def __init__(self, record: str = "trained.txt") -> None:
+        super().__init__()
+        self.record = record
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch, batch_idx):
+        path = self.record if self.trainer.world_size == 1 else f"{self.record}.rank{self.global_rank}"
+        with open(path, "a") as out:
+            out.writelines(f"{int(i)}\n" for i in batch)
+        return self.layer(batch.float()[:, None]).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)

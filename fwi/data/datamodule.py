@@ -15,6 +15,7 @@ import numpy as np
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from common.resumable_loader import EpochRandomSampler, ResumableLoader
 from fwi.data.datasets import (
     MIRROR_MIDDLE_MODES,
     BatchedReads,
@@ -156,10 +157,11 @@ class FwiDataModule(LightningDataModule):
         )
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            BatchedReads(dataset),
+        reads = BatchedReads(dataset)
+        return ResumableLoader(
+            reads,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochRandomSampler(reads) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate_skipping_bad,
             persistent_workers=False,

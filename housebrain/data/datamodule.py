@@ -22,6 +22,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from common.resumable_loader import EpochRandomSampler, ResumableLoader
 from housebrain.data.chat import (
     ChatDataError,
     Encoded,
@@ -202,10 +203,11 @@ class HouseDesignDataModule(LightningDataModule):
     def _loader(self, samples: list[Encoded], shuffle: bool) -> DataLoader:
         rows = pack(samples, self.max_length) if self.packing else [[s] for s in samples]
         pad_id = self.tokenizer.pad_token_id
-        return DataLoader(
-            _Rows(rows),
+        dataset = _Rows(rows)
+        return ResumableLoader(
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochRandomSampler(dataset) if shuffle else None,
             num_workers=self.num_workers,
             collate_fn=partial(collate_rows, pad_id=pad_id),
             persistent_workers=False,

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
+from common.resumable_loader import EpochRandomSampler, EpochWeightedRandomSampler, ResumableLoader
 from landcover.data.datasets import (
     PatchDataset,
     PatchSource,
@@ -229,10 +230,11 @@ class LandCoverDataModule(LightningDataModule):
     def _loader(self, dataset: PatchDataset, shuffle: bool = False, sampler=None) -> DataLoader:
         strategy = getattr(self.trainer, "strategy", None)
         on_gpu = strategy is not None and strategy.root_device.type == "cuda"
-        return DataLoader(
+        if shuffle and sampler is None:
+            sampler = EpochRandomSampler(dataset)
+        return ResumableLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle and sampler is None,
             sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,  # no worker start-up at every epoch
@@ -251,7 +253,7 @@ class LandCoverDataModule(LightningDataModule):
             labels = self.report["train"]["labels"][indices]
             counts = np.bincount(labels, minlength=base.num_classes)
             weights = 1.0 / counts[labels]
-            sampler = WeightedRandomSampler(
+            sampler = EpochWeightedRandomSampler(
                 torch.as_tensor(weights, dtype=torch.double), num_samples=len(indices)
             )
         return self._loader(dataset, shuffle=True, sampler=sampler)

@@ -32,6 +32,7 @@ from torch.utils.data import (
     Subset,
 )
 
+from common.resumable_loader import EpochRandomSampler, ResumableLoader
 from roofnet.data.datasets import (
     DATASET_NAMES,
     AIRSDataset,
@@ -62,10 +63,13 @@ class HomogeneousBatchSampler(BatchSampler):
         sizes: lengths of the ConcatDataset's members, in order.
         batch_size: samples per batch (each dataset's last batch may be smaller).
         shuffle: shuffle samples within each dataset and the order of the batches.
-        seed: shuffling seed; pass the epoch in it, or let each pass over the sampler add one.
+        seed: shuffling seed; the order of an epoch depends on seed and epoch only (`set_epoch`,
+            which `ResumableLoader` calls with the epoch Lightning gave `sampler`), so a run resumed
+            mid-epoch replays it.
         num_replicas: processes sharing the batches.
         rank: this process's rank among them.
-        sampler: a `DistributedSampler` (as Lightning injects) to take `num_replicas` and `rank` from.
+        sampler: a `DistributedSampler` (as Lightning injects) to take `num_replicas` and `rank` from;
+            any sampler given is where Lightning's `set_epoch` lands, its indices are not used.
     """
 
     def __init__(
@@ -106,10 +110,11 @@ class HomogeneousBatchSampler(BatchSampler):
         usable = len(batches) - len(batches) % self.num_replicas  # every process runs as many steps
         return batches[self.rank : usable : self.num_replicas]
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self._batches()
-        self.epoch += 1
-        return iter(batches)
+        return iter(self._batches())
 
     def __len__(self) -> int:
         return sum(-(-size // self.batch_size) for size in self.sizes) // self.num_replicas
@@ -266,10 +271,10 @@ class RoofDataModule(LightningDataModule):
         return Subset(dataset, range(0, step * limit, step))
 
     def _loader(self, dataset: Dataset, shuffle: bool, **kwargs) -> DataLoader:
-        return DataLoader(
+        return ResumableLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=False,
             **kwargs,
@@ -281,14 +286,16 @@ class RoofDataModule(LightningDataModule):
             return self._loader(dataset, shuffle=True, drop_last=len(dataset) > self.batch_size)
         parts = [self._limited(self.dataset(name, train=True), self.max_samples) for name in self.phases]
         trainer = getattr(self, "trainer", None)
+        dataset = ConcatDataset(parts)
         sampler = HomogeneousBatchSampler(
             [len(p) for p in parts],
             self.batch_size,
-            seed=self.seed + self.current_epoch,
+            seed=self.seed,
             num_replicas=trainer.world_size if trainer is not None else 1,
             rank=trainer.global_rank if trainer is not None else 0,
+            sampler=EpochRandomSampler(dataset),  # carries Lightning's epoch (DDP: a DistributedSampler)
         )
-        return DataLoader(ConcatDataset(parts), batch_sampler=sampler, num_workers=self.num_workers)
+        return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [

@@ -1,4 +1,4 @@
-"""A run killed mid-training (a Colab disconnect) resumes from last.ckpt with `--ckpt_path last`."""
+"""A run killed mid-training (a Colab disconnect) resumes from last.ckpt with `--ckpt_path last`, mid-epoch."""
 
 from __future__ import annotations
 
@@ -39,8 +39,17 @@ def test_resume_after_sigkill(mtl, tmp_path: Path, tiny_model: Path, dataset: Pa
     finally:
         os.kill(process.pid, signal.SIGKILL)  # no clean shutdown, as when a free VM disappears
         process.wait()
-    killed_at = read_checkpoint(last)["global_step"]
+    checkpoint = read_checkpoint(last)
+    killed_at = checkpoint["global_step"]
     assert killed_at >= 3
+    # The loader's place in the epoch is saved too (batch 1, no accumulation: one batch per step) ...
+    assert checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+        {"epoch": 0, "batches": killed_at}
+    ]
     result = mtl([*args, "--trainer.max_steps", str(killed_at + 2), "--ckpt_path", "last"])
     assert "Restoring states from the checkpoint" in result.stdout or "Restored all states" in result.stdout
     assert read_checkpoint(last)["global_step"] == killed_at + 2
+    # ... so the resumed run goes on with the epoch's next batches instead of a new random order.
+    assert "not resumable" not in result.stdout
+    state = read_checkpoint(last)["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert state == [{"epoch": 0, "batches": killed_at + 2}]

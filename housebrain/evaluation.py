@@ -1,8 +1,10 @@
 """Scoring generated designs against the requirements and the reference design (no Lightning here).
 
 Per reply: `parsed` (valid JSON object), `schema_valid` (a `HouseDesign`), `passed` (no validator
-errors) and `field_accuracy`: the fraction of FIELDS that match the reference (counts exactly, area and
-cost within 10%). A reply that does not parse scores 0 on every field.
+errors), `<category>_ok` for each of CHECKED_CATEGORIES (schema-valid and no error of that category:
+which rules a model has not learnt yet when `passed` stays 0) and `field_accuracy`: the fraction of
+FIELDS that match the reference (counts exactly, area and cost within 10%). A reply that does not
+parse scores 0 on every field.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from housebrain.data.chat import IGNORE
 from housebrain.design.validator import validate_design
 
 FIELDS = ("floors", "bedrooms", "bathrooms", "area_m2", "cost_total")
+# The validator's categories after the schema (see housebrain/design/validator.py).
+CHECKED_CATEGORIES = ("geometry", "code", "requirements", "cost")
 RELATIVE_TOLERANCE = 0.10
 
 
@@ -73,6 +77,9 @@ def score_reply(requirements: dict[str, Any], reference: str, reply: str) -> dic
         "schema_valid": float(report.schema_valid),
         "passed": float(report.passed),
     }
+    failed = {finding.category for finding in report.errors}
+    for category in CHECKED_CATEGORIES:
+        scores[f"{category}_ok"] = float(report.schema_valid and category not in failed)
     if not report.parsed:
         scores["field_accuracy"] = 0.0
         return scores
@@ -92,7 +99,8 @@ def score_reply(requirements: dict[str, Any], reference: str, reply: str) -> dic
 
 
 def mean_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
-    """Rates over replies: json_parse_rate, schema_valid_rate, validator_pass_rate, field_accuracy."""
+    """Rates over replies: json_parse_rate, schema_valid_rate, validator_pass_rate, field_accuracy and
+    `<category>_ok_rate` (always all keys, so every DDP process logs the same names)."""
     rows = list(scores)
     if not rows:
         return {}
@@ -101,6 +109,7 @@ def mean_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
         "schema_valid": "schema_valid_rate",
         "passed": "validator_pass_rate",
         "field_accuracy": "field_accuracy",
+        **{f"{category}_ok": f"{category}_ok_rate" for category in CHECKED_CATEGORIES},
     }
     return {label: sum(r[key] for r in rows) / len(rows) for key, label in names.items()}
 

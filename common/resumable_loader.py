@@ -26,7 +26,13 @@ from itertools import islice
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler, WeightedRandomSampler
+from torch.utils.data import (
+    DataLoader,
+    IterableDataset,
+    RandomSampler,
+    SequentialSampler,
+    WeightedRandomSampler,
+)
 
 STATE_KEYS = ("epoch", "batches")
 
@@ -102,6 +108,11 @@ class ResumableLoader(DataLoader):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if isinstance(self.dataset, IterableDataset):
+            raise ValueError(
+                f"ResumableLoader: {type(self.dataset).__name__} is an IterableDataset, which decides its "
+                "own order; it needs its own state_dict/load_state_dict to resume mid-epoch"
+            )
         if not _epoch_setters(self) and not isinstance(self.sampler, SequentialSampler):
             raise ValueError(
                 f"ResumableLoader: the order of {type(self.sampler).__name__} cannot be replayed after a "

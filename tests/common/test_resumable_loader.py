@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from common.resumable_loader import EpochRandomSampler, ResumableLoader
+
+
+class Stream(IterableDataset):
+    def __iter__(self):
+        yield from range(4)
 
 
 def flat(batches) -> list[int]:
@@ -73,6 +78,8 @@ def test_loader_without_automatic_batching_skips_single_items() -> None:
 def test_an_order_that_cannot_be_replayed_is_refused() -> None:
     with pytest.raises(ValueError, match="EpochRandomSampler"):
         ResumableLoader(torch.arange(4), batch_size=2, shuffle=True)
+    with pytest.raises(ValueError, match="IterableDataset"):
+        ResumableLoader(Stream(), batch_size=2)
     loader = ResumableLoader(torch.arange(4), batch_size=2)
     with pytest.raises(ValueError, match="lacks"):
         loader.load_state_dict({"batches": 1})

@@ -132,10 +132,7 @@ class ResumableLoader(DataLoader):
             raise ValueError(
                 f"ResumableLoader: checkpoint loader state {state!r} lacks {missing}; expected {STATE_KEYS}"
             )
-        self._resume = {"epoch": state["epoch"], "batches": int(state["batches"])}
-        if state["epoch"] is not None:
-            for sampler in _epoch_setters(self):
-                sampler.set_epoch(state["epoch"])
+        self._resume = {"epoch": state["epoch"], "batches": int(state["batches"])}  # used by __iter__
 
     def _current_epoch(self) -> int | None:
         setters = _epoch_setters(self)

@@ -57,7 +57,20 @@ def run_commands(
     from jsonargparse import auto_cli
 
     args = [_underscore_option(arg) for arg in args]
+    if args and not as_positional:
+        args[0] = verb_spelling(args[0], commands)
     return auto_cli(commands, args=args, parser_class=_prog_parser(prog), as_positional=as_positional)
+
+
+def verb_spelling(verb: str, commands: dict[str, Any]) -> str:
+    """The registered spelling of `verb`: verbs are spelled with hyphens (`import-openfwi`), and the
+    underscore spelling (`import_openfwi`, as in Python) means the same verb."""
+    if verb in commands:
+        return verb
+    for candidate in (verb.replace("_", "-"), verb.replace("-", "_")):
+        if candidate in commands:
+            return candidate
+    return verb
 
 
 def _underscore_option(arg: str) -> str:

@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from typing import Any
 
-from common.errors import CheckpointError, ExportError
+from common.errors import CheckpointError, ExportError, UserInputError
 
 COMMAND_GROUP = "mtl.commands"
+PLATFORM_VERBS = ("curves", "lr_find", "sweep", "runs")
 
 
 def __getattr__(name: str) -> Any:
@@ -79,7 +80,7 @@ def _prog_parser(prog: str) -> type:
 def main(args: Sequence[str] | None = None) -> None:
     try:
         _dispatch(args)
-    except (CheckpointError, ExportError) as error:
+    except (CheckpointError, ExportError, UserInputError) as error:
         # Errors about a user's file: the message names it; a traceback would only hide that.
         print(f"mtl: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -93,12 +94,18 @@ def _dispatch(args: Sequence[str] | None) -> None:
 
         run_commands({"export": export_checkpoint}, argv, prog="mtl", as_positional=True)
         return
+    if argv and argv[0] in PLATFORM_VERBS:
+        from common.platform_verbs import run_platform_verb
+
+        run_platform_verb(argv[0], argv[1:])
+        return
     if argv and argv[0] in groups:
         run_commands(load_domain_commands(groups[argv[0]]), argv[1:], prog=f"mtl {argv[0]}")
         return
     if argv and argv[0] in ("-h", "--help"):
         print(
-            "Extra verbs: mtl export CKPT --out DIR; " + ", ".join(f"mtl {g} --help" for g in sorted(groups))
+            "Extra verbs: mtl export CKPT --out DIR; mtl curves|lr_find|sweep|runs --help; "
+            + ", ".join(f"mtl {g} --help" for g in sorted(groups))
         )
     from common.training_cli import MtlCLI
 

@@ -167,7 +167,7 @@ class LandCoverDataModule(LightningDataModule):
             return
         if not self.root.is_dir():
             raise FileNotFoundError(
-                f"{self.root}: dataset root not found; write one with `mtl landcover synth --out {self.root}` "
+                f"{self.root}: dataset root not found; write one with `mtl landcover generate --out {self.root}` "
                 "or set data.synthetic_samples"
             )
         metadata = DatasetMetadata.read(self.root)

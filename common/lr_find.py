@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,7 +111,9 @@ def lr_find(
         arguments = [*fit_arguments, "--runs_dir", scratch, "--name", "lr_find"]
         arguments += ["--trainer.logger", "false", "--export.enabled", "false"]
         arguments += ["--trainer.max_epochs", "-1", "--trainer.max_steps", str(num_training)]
-        cli = MtlCLI(args=arguments, run=False)
+        with warnings.catch_warnings():  # the arguments are the user's command line, not a mistake
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            cli = MtlCLI(args=arguments, run=False)
         finder = Tuner(cli.trainer).lr_find(
             cli.model,
             datamodule=cli.datamodule,

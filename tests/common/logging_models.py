@@ -12,10 +12,13 @@ from lightning.pytorch.demos.boring_classes import BoringModel
 class LoggingBoringModel(BoringModel):
     """BoringModel with `lr` (SGD), a `hidden` width, logged losses, and an optional pause per step.
 
-    `step_seconds` slows each training step down, so a test can look at (or kill) a run while it trains.
+    `step_seconds` slows each training step down, so a test can look at (or kill) a run while it trains;
+    `fail_at_step` raises in that step, as a run that dies on bad data would.
     """
 
-    def __init__(self, lr: float = 0.1, hidden: int = 8, step_seconds: float = 0.0) -> None:
+    def __init__(
+        self, lr: float = 0.1, hidden: int = 8, step_seconds: float = 0.0, fail_at_step: int = -1
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.layer = torch.nn.Sequential(torch.nn.Linear(32, hidden), torch.nn.Linear(hidden, 2))
@@ -23,6 +26,8 @@ class LoggingBoringModel(BoringModel):
     def training_step(self, batch, batch_idx):
         if self.hparams.step_seconds:
             time.sleep(self.hparams.step_seconds)
+        if self.global_step == self.hparams.fail_at_step:
+            raise RuntimeError(f"bad batch at step {self.global_step}")
         loss = self.loss(self(batch))
         self.log("train/loss", loss, on_step=True, on_epoch=False)
         return {"loss": loss}

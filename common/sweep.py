@@ -499,6 +499,8 @@ class TrialObjective:
         arguments = ["fit", *self.fit_arguments, *parameter_arguments(params), "--name", name]
         if checkpoint_exists(f"{run_dir}/checkpoints/last.ckpt"):
             arguments += ["--ckpt_path", "last"]  # a retried trial continues its killed run
+        else:
+            keep_aside(run_dir, trial.number)  # killed before its first checkpoint: start clean, lose nothing
         shown = " ".join(f"{k}={v}" for k, v in params.items())
         print(f"== trial {trial.number}: {run_dir} {shown}", flush=True)
         value = self.train(trial, arguments, run_dir)
@@ -540,6 +542,14 @@ class TrialObjective:
         if not math.isfinite(value):
             raise TrialFailed(f"{self.metric} is {value}")
         return value
+
+
+def keep_aside(run_dir: str, attempt: int) -> None:
+    """Move what a killed attempt left without a checkpoint to `<run_dir>.attempt<N>`, so the retry
+    starts in an empty directory and the old files (its logs, say why it died) stay readable."""
+    filesystem, inside = open_location(run_dir)
+    if filesystem.exists(inside):
+        filesystem.mv(inside, f"{inside}.attempt{attempt}", recursive=True)
 
 
 def checkpoint_exists(path: str) -> bool:

@@ -25,6 +25,7 @@ from common.errors import MissingInputError, UserInputError
 
 COMMAND_GROUP = "mtl.commands"
 DEBUG_VARIABLE = "MTL_DEBUG"  # set to 1 to see the traceback behind an `mtl: error:` line
+PLATFORM_VERBS = ("curves", "lr-find", "sweep", "runs")
 
 
 def __getattr__(name: str) -> Any:
@@ -152,12 +153,19 @@ def _dispatch(args: Sequence[str] | None) -> None:
 
         run_commands({"export": export_checkpoint}, argv, prog="mtl", as_positional=True)
         return
+    platform_verb = verb_spelling(argv[0], dict.fromkeys(PLATFORM_VERBS)) if argv else None
+    if platform_verb in PLATFORM_VERBS:
+        from common.platform_verbs import run_platform_verb
+
+        run_platform_verb(platform_verb, argv[1:])
+        return
     if argv and argv[0] in groups:
         run_commands(load_domain_commands(groups[argv[0]]), argv[1:], prog=f"mtl {argv[0]}")
         return
     if argv and argv[0] in ("-h", "--help"):
         print(
-            "Extra verbs: mtl export CKPT --out DIR; " + ", ".join(f"mtl {g} --help" for g in sorted(groups))
+            "Extra verbs: mtl export CKPT --out DIR; mtl curves|lr-find|sweep|runs --help; "
+            + ", ".join(f"mtl {g} --help" for g in sorted(groups))
         )
     from common.training_cli import MtlCLI
 

@@ -1,15 +1,14 @@
-"""`mtl landcover <verb>`: data (synthetic, from GeoTIFF, splits, statistics), prediction, LR finder,
-sweeps and training curves.
+"""`mtl landcover <verb>`: data (synthetic, from GeoTIFF, splits, statistics) and prediction.
 
-    mtl landcover synth --out data/synthetic --samples 2000 --size 224
+    mtl landcover generate --out data/synthetic --samples 2000 --size 224
     mtl landcover patches --scene S2_L2A.tif --labels landcover.tif --out data/scene1 --size 224
     mtl landcover split --source data/patches --val_fraction 0.15 --test_fraction 0.15
     mtl landcover stats --root data/synthetic
     mtl landcover predict --bundle runs/landcover/quickstart/export --root data/synthetic --out predictions.csv
     mtl landcover map --bundle runs/landcover/baseline_cnn/export --scene S2_L2A.tif --size 64 --out map.tif
-    mtl landcover sweep --recipe configs/landcover/quickstart.yaml --grid '{"model.init_args.lr": [0.001, 0.003]}'
-    mtl landcover lr_find --recipe configs/landcover/resnet18.yaml --out lr_find.png
-    mtl landcover curves --run_dir runs/landcover/baseline_cnn --out curves.png
+
+Learning-rate finder, sweeps, training curves and run monitoring are platform verbs for every domain:
+`mtl lr_find`, `mtl sweep`, `mtl curves`, `mtl runs` (see docs/runs.md).
 
 Heavy imports live inside the functions so `mtl --help` stays fast.
 """
@@ -20,11 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-LOSS_TAGS = ("train/loss", "train/loss_epoch", "val/loss")
-ACCURACY_TAGS = ("train/acc", "val/acc", "val/macro_f1")
 
-
-def synth(
+def generate(
     out: Path,
     samples: int = 1000,
     size: int = 64,
@@ -287,228 +283,13 @@ def map_scene(
     return counts
 
 
-def sweep(
-    recipe: Path,
-    grid: dict[str, list[Any]],
-    metric: str = "val/macro_f1",
-    runs_dir: str = "runs",
-    overrides: list[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Grid search: one `mtl fit` per combination, then a table of the metric each run reached.
-
-    Runs are named `<recipe name>/sweep/<key>=<value>,...` (so each has its own curves, checkpoints and
-    export) and run one after the other; a failed run is reported and the sweep goes on. The table is
-    printed and written to `<runs_dir>/<recipe name>/sweep/summary.md` (and `.json`).
-
-    Args:
-        recipe: the recipe to vary, e.g. configs/landcover/baseline_cnn.yaml.
-        grid: option -> values, e.g. '{"model.init_args.lr": [0.001, 0.003], "model.init_args.optimizer": ["adamw", "sgd"]}'.
-        metric: the logged metric to compare (from each run's export/metrics.json).
-        runs_dir: root of the runs.
-        overrides: further `mtl fit` arguments for every run, e.g. '["--trainer.max_epochs", "5"]'.
-    """
-    import itertools
-    import json
-    import subprocess
-    import sys
-
-    import yaml
-
-    base = (yaml.safe_load(Path(recipe).read_text()) or {}).get("name") or "landcover/run"
-    keys = list(grid)
-    results = []
-    for values in itertools.product(*(grid[key] for key in keys)):
-        tag = ",".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in zip(keys, values, strict=True))
-        name = f"{base}/sweep/{tag}"
-        args = [sys.executable, "-m", "common.cli", "fit", "--config", str(recipe), "--name", name]
-        args += ["--runs_dir", runs_dir, *(overrides or [])]
-        for key, value in zip(keys, values, strict=True):
-            args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-        print(f"== {name}", flush=True)
-        done = subprocess.run(args)
-        metrics_path = Path(runs_dir) / name / "export" / "metrics.json"
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-        status = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
-        results.append(
-            {**dict(zip(keys, values, strict=True)), metric: metrics.get(metric), "status": status}
-        )
-    ranked = sorted(results, key=lambda r: float("inf") if r[metric] is None else -r[metric])
-    lines = ["| " + " | ".join([*keys, metric, "status"]) + " |", "|" + "---|" * (len(keys) + 2)]
-    for row in ranked:
-        value = "" if row[metric] is None else f"{row[metric]:.4f}"
-        lines.append("| " + " | ".join([*(str(row[k]) for k in keys), value, row["status"]]) + " |")
-    table = "\n".join(lines) + "\n"
-    out = Path(runs_dir) / base / "sweep"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.md").write_text(table)
-    (out / "summary.json").write_text(json.dumps(ranked, indent=2) + "\n")
-    print(table)
-    return ranked
-
-
-def unbiased_lr_finder_losses(losses: list[float], beta: float = 0.98) -> list[float]:
-    """Undo an off-by-one in Lightning 2.6's LR finder smoothing.
-
-    Its callback divides the running average by 1 - beta**(global_step + 1) after the step counter has
-    already moved on, so point k is divided by 1 - beta**(k + 2) instead of 1 - beta**(k + 1): the first
-    points come out about half the true loss and rise for tens of steps, and the steepest-descent
-    suggestion lands on that artefact. Rescaling each point by the ratio of the two factors fixes it.
-    """
-    return [loss * (1 - beta ** (k + 2)) / (1 - beta ** (k + 1)) for k, loss in enumerate(losses)]
-
-
-def steepest_descent_lr(
-    lrs: list[float], losses: list[float], skip_begin: int = 10, skip_end: int = 1
-) -> float | None:
-    """The learning rate where the loss falls fastest per decade of learning rate.
-
-    Lightning's own suggestion differentiates with respect to the learning rate itself, so on its
-    logarithmic grid the noise between the closely spaced small rates wins; per log10(lr) it does not.
-    """
-    import numpy as np
-
-    x = np.log10(np.asarray(lrs, dtype=float))[skip_begin : len(lrs) - skip_end]
-    y = np.asarray(losses, dtype=float)[skip_begin : len(losses) - skip_end]
-    keep = np.isfinite(y)
-    if keep.sum() < 3:
-        return None
-    x, y = x[keep], y[keep]
-    return float(10 ** x[int(np.argmin(np.gradient(y, x)))])
-
-
-def lr_find(
-    recipe: Path,
-    out: Path = Path("lr_find.png"),
-    min_lr: float = 1e-6,
-    max_lr: float = 1.0,
-    num_training: int = 100,
-    overrides: list[str] | None = None,
-) -> float | None:
-    """Lightning's learning-rate finder on a recipe's model and data: plot the loss against the LR.
-
-    Prints the suggested LR (steepest descent of the smoothed loss per decade); put it in
-    `model.init_args.lr`.
-
-    Args:
-        recipe: the recipe, e.g. configs/landcover/resnet18.yaml.
-        out: PNG of loss against learning rate, with the suggestion marked.
-        min_lr: smallest learning rate tried.
-        max_lr: largest learning rate tried.
-        num_training: number of steps (one learning rate each, growing exponentially).
-        overrides: further `mtl fit` arguments, e.g. '["--data.init_args.batch_size", "32"]'.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from lightning.pytorch.tuner import Tuner
-
-    from common.cli import MtlCLI
-
-    # As many steps as the finder takes, whatever the recipe's epochs (schedules need a finite total).
-    args = [
-        "--config",
-        str(recipe),
-        *(overrides or []),
-        "--trainer.logger",
-        "false",
-        "--export.enabled",
-        "false",
-    ]
-    args += ["--trainer.max_epochs", "-1", "--trainer.max_steps", str(num_training)]
-    cli = MtlCLI(args=args, run=False)
-    finder = Tuner(cli.trainer).lr_find(
-        cli.model, datamodule=cli.datamodule, min_lr=min_lr, max_lr=max_lr, num_training=num_training,
-        update_attr=False,
-    )  # fmt: skip
-    lrs, losses = finder.results["lr"], unbiased_lr_finder_losses(finder.results["loss"])
-    suggestion = steepest_descent_lr(lrs, losses)
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.semilogx(lrs, losses)
-    if suggestion is not None:
-        axes.axvline(suggestion, color="red", linestyle="--", label=f"suggested lr {suggestion:.2g}")
-        axes.legend()
-    axes.set_xlabel("learning rate")
-    axes.set_ylabel("training loss (smoothed)")
-    axes.set_title(str(recipe))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    print(f"suggested lr: {suggestion} (plot: {out}); set model.init_args.lr")
-    return suggestion
-
-
-def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """All scalar series (step, value) of the TensorBoard event files in `run_dir`."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir() or not any(run_dir.glob("events.out.tfevents.*")):
-        raise FileNotFoundError(
-            f"{run_dir}: no TensorBoard event files (events.out.tfevents.*) in this run directory"
-        )
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    series: dict[str, dict[int, float]] = {}
-    for tag in accumulator.Tags()["scalars"]:
-        # A resumed run repeats steps: the later value wins.
-        series[tag] = {event.step: event.value for event in accumulator.Scalars(tag)}
-    return {tag: sorted(points.items()) for tag, points in series.items()}
-
-
-def curves(run_dir: Path, out: Path = Path("curves.png")) -> Path:
-    """Plot loss and accuracy curves (the lab's required output) from a run's TensorBoard logs.
-
-    Args:
-        run_dir: the run directory, e.g. runs/landcover/quickstart (holds events.out.tfevents.*).
-        out: PNG file to write.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scalars = read_scalars(run_dir)
-    wanted = [*LOSS_TAGS, *ACCURACY_TAGS]
-    if not any(tag in scalars for tag in wanted):
-        raise ValueError(f"{run_dir}: none of the scalars {wanted} were logged; found {sorted(scalars)}")
-    figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(11, 4))
-    for axes, tags, label in (
-        (loss_axes, LOSS_TAGS, "loss"),
-        (acc_axes, ACCURACY_TAGS, "accuracy / macro F1"),
-    ):
-        for tag in tags:
-            if tag in scalars:
-                steps, values = zip(*scalars[tag], strict=True)
-                style = "-" if tag == "train/loss" else "o-"
-                axes.plot(
-                    steps, values, style, label=tag, alpha=0.5 if tag == "train/loss" else 1.0, markersize=3
-                )
-        axes.set_xlabel("optimizer step")
-        axes.set_ylabel(label)
-        axes.grid(alpha=0.3)
-        axes.legend()
-    figure.suptitle(str(run_dir))
-    figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=100)
-    plt.close(figure)
-    print(f"wrote {out}")
-    return out
-
-
 def commands() -> dict[str, Callable[..., Any]]:
     """The verbs of `mtl landcover`."""
     return {
-        "synth": synth,
+        "generate": generate,
         "patches": patches,
         "split": split,
         "stats": stats,
         "predict": predict,
         "map": map_scene,
-        "sweep": sweep,
-        "lr_find": lr_find,
-        "curves": curves,
     }

@@ -252,14 +252,14 @@ def test_labels_may_be_class_names(tmp_path: Path) -> None:
         ready(tmp_path)
 
 
-def test_synth_split_and_stats_verbs_through_the_command_line(
+def test_generate_split_and_stats_verbs_through_the_command_line(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from common.cli import main
 
     monkeypatch.chdir(tmp_path)  # the statistics cache goes to ./.cache
 
-    main(["landcover", "synth", "--out", str(tmp_path / "s"), "--samples", "60", "--size", "8",
+    main(["landcover", "generate", "--out", str(tmp_path / "s"), "--samples", "60", "--size", "8",
           "--layout", "archive", "--units", "dn", "--val_fraction", "0", "--test_fraction", "0"])  # fmt: skip
     with np.load(tmp_path / "s/train.npz", allow_pickle=False) as npz:
         assert npz["images"].shape == (60, 6, 8, 8) and npz["images"].dtype == np.uint16
@@ -270,7 +270,7 @@ def test_synth_split_and_stats_verbs_through_the_command_line(
     printed = capsys.readouterr().out
     assert '"band_mean"' in printed and '"nodata_pixels"' in printed
     with pytest.raises(SystemExit):
-        main(["landcover", "synth", "--out", str(tmp_path / "x"), "--layout", "zip"])
+        main(["landcover", "generate", "--out", str(tmp_path / "x"), "--layout", "zip"])
 
 
 def test_statistics_are_cached_until_a_file_changes(tmp_path: Path) -> None:

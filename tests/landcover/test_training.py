@@ -4,9 +4,8 @@ early stopping, gradient accumulation, mixed precision, the weighted sampler, Te
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -119,7 +118,7 @@ def test_lr_find_plots_and_suggests_where_the_loss_falls_fastest(
 ) -> None:
     import numpy as np
 
-    from landcover.tools import lr_find, steepest_descent_lr, unbiased_lr_finder_losses
+    from common.lr_find import lr_find, steepest_descent_lr, unbiased_lr_finder_losses
 
     lrs = np.logspace(-6, 0, 61)
     losses = 2.0 - np.tanh(np.log10(lrs) + 3) + np.where(np.arange(61) < 12, 0.01 * (-1) ** np.arange(61), 0)
@@ -128,13 +127,13 @@ def test_lr_find_plots_and_suggests_where_the_loss_falls_fastest(
     assert unbiased_lr_finder_losses([0.02 * 2.0 / (1 - 0.98**2)])[0] == pytest.approx(2.0)
 
     monkeypatch.chdir(tmp_path)
-    suggestion = lr_find(recipe=QUICKSTART, out=tmp_path / "lr.png", num_training=30, overrides=TINY[2:])
+    suggestion = lr_find(TINY, out=tmp_path / "lr.png", num_training=30)
     assert suggestion is not None and 1e-6 < suggestion < 1
     assert (tmp_path / "lr.png").stat().st_size > 10_000
 
 
 def test_resume_continues_the_same_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from landcover.tools import read_scalars
+    from common.run_files import read_scalars
 
     monkeypatch.chdir(tmp_path)
     args = ["fit", *TINY, "--name", "landcover/resume", "--trainer.log_every_n_steps", "1"]
@@ -143,5 +142,5 @@ def test_resume_continues_the_same_run(tmp_path: Path, monkeypatch: pytest.Monke
     run = tmp_path / "runs/landcover/resume"
     state = torch.load(run / "checkpoints/last.ckpt", weights_only=True, map_location="cpu")
     assert state["global_step"] == 9 and state["state_dict"]["band_std"].lt(1).all()
-    steps = [step for step, _ in read_scalars(run)["train/loss"]]
+    steps = [point.step for point in read_scalars(run)["train/loss"]]
     assert steps[0] < 4 < steps[-1] == 8  # one curve across both invocations

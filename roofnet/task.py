@@ -1,15 +1,26 @@
 """RoofTask: the multi-task LightningModule (losses, metrics, TensorBoard overlays, prediction rasters).
 
 A batch holds only the labels its dataset has (see `roofnet.data.datasets`); each loss runs only
-when its label is present, so RID batches train segments, superstructures, building and boundary,
-Roofline batches lines and height, AIRS batches building and boundary. The total loss is the weighted
+when its label is present, so RID batches train segments and superstructures, Roofline batches
+lines and height, AIRS batches building and boundary.
+
+RID trains neither the building nor the boundary head: RID labels only the roofs of the buildings
+it annotates (the centre roof and a few around it), the other roofs in its images are background.
+Taking its masks as footprints would teach those heads that real, unlabelled roofs are "not roof",
+the opposite of what AIRS (every building labelled) teaches. An ignore band (negatives only near an
+annotated roof) still punishes terraced and adjoining houses, which sit exactly there, so the loss is
+off; RID is scored by `rid_annotated_roof_recall` (annotated roof pixels predicted as building), which
+unlabelled roofs cannot lower. The total loss is the weighted
 sum of the present losses, or with `uncertainty_weighting` Kendall et al.'s
 `sum_i exp(-s_i) * w_i * L_i + s_i` with a learned log-variance s_i per task.
 
 Validation metrics, per dataset dataloader (logged as `val/<metric>`; `mtl test`: `test/<metric>` on
 RID's shared test split and the Roofline/AIRS validation data):
     segments_miou, segments_iou/<class>, superstructures_miou      RID
-    rid_building_iou, airs_building_iou, airs_boundary_iou          RID, AIRS
+    rid_annotated_roof_recall                                       RID
+    airs_building_iou, airs_boundary_iou (pooled over pixels),
+    airs_image_building_iou, airs_image_boundary_iou (mean per image),
+    airs_boundary_d_px, airs_boundary_d_m (Boundary IoU's d)         AIRS
     line_fscore, line_fscore/<eave|ridge|hip|valley>                Roofline
     height_rmse, height_mae, height_nmad, height_delta1             Roofline
 """
@@ -26,7 +37,14 @@ from lightning.pytorch import LightningModule
 from torch import nn
 
 from roofnet.data.scenes import LINE_NAMES
-from roofnet.metrics import BuildingIoU, ClassIoU, HeightErrors, LineFScore, boundary_band
+from roofnet.metrics import (
+    AnnotatedRoofRecall,
+    BuildingIoU,
+    ClassIoU,
+    HeightErrors,
+    LineFScore,
+    boundary_band,
+)
 from roofnet.models import RoofNet
 
 TASKS = ("segments", "superstructures", "building", "boundary", "lines", "height")
@@ -114,7 +132,7 @@ class RoofTask(LightningModule):
             {
                 "segments": ClassIoU(18),
                 "superstructures": ClassIoU(9),
-                "rid_building": BuildingIoU(),
+                "rid_annotated_roof": AnnotatedRoofRecall(),
                 "airs_building": BuildingIoU(),
                 "lines": LineFScore(len(LINE_NAMES), line_tolerance),
                 "height": HeightErrors(),
@@ -191,7 +209,7 @@ class RoofTask(LightningModule):
             if weights["building"]:
                 losses["building"] = F.binary_cross_entropy_with_logits(outputs["building"], building)
             if weights["boundary"]:
-                band = boundary_band(building > 0.5).float()
+                band = boundary_band(building > 0.5, border_is_boundary=False).float()
                 pos_weight = torch.tensor(self.hparams.boundary_pos_weight, device=band.device)
                 losses["boundary"] = F.binary_cross_entropy_with_logits(
                     outputs["boundary"], band, pos_weight=pos_weight
@@ -252,7 +270,11 @@ class RoofTask(LightningModule):
             self.metrics["segments"].update(outputs["segments"], batch["segments"])
             self.metrics["superstructures"].update(outputs["superstructures"], batch["superstructures"])
         if "building" in batch and f"{dataset}_building" in self.metrics:
-            self.metrics[f"{dataset}_building"].update(outputs["building"], batch["building"])
+            self.metrics[f"{dataset}_building"].update(
+                outputs["building"], batch["building"], batch.get("metres_per_pixel")
+            )
+        if "annotated_roof" in batch:
+            self.metrics["rid_annotated_roof"].update(outputs["building"], batch["annotated_roof"])
         if "lines" in batch:
             self.metrics["lines"].update(outputs["lines"], batch["lines"], batch["line_channels"][0])
         if "height" in batch:
@@ -283,10 +305,17 @@ class RoofTask(LightningModule):
                     values.update(
                         {f"segments_iou/{i}": v for i, v in enumerate(result["iou"]) if not v.isnan()}
                     )
+            elif key == "rid_annotated_roof":
+                values["rid_annotated_roof_recall"] = result
             elif key.endswith("_building"):
                 prefix = key.removesuffix("_building")
                 values[f"{prefix}_building_iou"] = result["iou"]
                 values[f"{prefix}_boundary_iou"] = result["boundary_iou"]
+                values[f"{prefix}_image_building_iou"] = result["image_iou"]
+                values[f"{prefix}_image_boundary_iou"] = result["image_boundary_iou"]
+                values[f"{prefix}_boundary_d_px"] = result["boundary_px"]
+                if not result["boundary_m"].isnan():
+                    values[f"{prefix}_boundary_d_m"] = result["boundary_m"]
             elif key == "lines":
                 values["line_fscore"] = result["mean_fscore"]
                 values.update(

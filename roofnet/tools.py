@@ -13,7 +13,7 @@ def synth(
     roofline_size: int | None = None,
     airs_tiles: tuple[int, int, int] = (2, 1, 1),
     airs_tile_size: int = 1024,
-    valley_channel: bool = True,
+    valley_channel: bool = False,
     seed: int = 0,
 ) -> Path:
     """Render synthetic roof scenes and write them as RID, Roofline and AIRS layouts under OUT.
@@ -29,7 +29,7 @@ def synth(
         airs_tiles: number of AIRS tiles for train, val and test.
         airs_tile_size: side of AIRS tiles in pixels (real AIRS: 10000).
         valley_channel: add valley as a 4th channel of Roofline's `elements` (the real file has 3:
-            eave, ridge, hip); the loader reads both.
+            eave, ridge, hip, the default); the loader reads both.
         seed: random seed.
     """
     from roofnet.data.synthetic import SyntheticLayout, write_synthetic

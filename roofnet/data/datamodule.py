@@ -17,6 +17,7 @@ The knobs StagedScaling climbs are plain attributes read when the dataloaders ar
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from roofnet.data.datasets import (
     RooflineDataset,
     list_prediction_inputs,
 )
+from roofnet.data.formats import airs_split_labelled
 from roofnet.data.synthetic import SyntheticLayout, write_synthetic
 
 DEFAULT_ROOT = ".cache/mtl/roofnet/synthetic"
@@ -234,8 +236,9 @@ class RoofDataModule(LightningDataModule):
 
     def dataset(self, name: str, train: bool, test: bool = False) -> Dataset:
         """One dataset at the current `image_size`: the training split (with augmentation), validation,
-        or with `test` RID's shared test split (Roofline and AIRS: their validation data, as AIRS's
-        test tiles have no labels)."""
+        or with `test` the test split: RID's shared test split, AIRS's test/ tiles when they carry
+        labels (else its validation tiles, with a warning), Roofline's validation instances (Roofline
+        ships no split)."""
         root, size = self.roots[name], self.image_size
         augment = self.augment and train
         if name == "rid":
@@ -246,6 +249,13 @@ class RoofDataModule(LightningDataModule):
             return RooflineDataset(root, split, self.roofline_val_fraction, size, augment)
         if train:
             return AIRSDataset(root, "train", size, True, self.max_samples or self.airs_crops, augment)
+        if test:
+            if airs_split_labelled(root, "test"):
+                return AIRSDataset(root, "test", size)
+            warnings.warn(
+                f"{root / 'test' / 'label'}: no labels for every test tile; testing AIRS on val/",
+                stacklevel=2,
+            )
         return AIRSDataset(root, "val", size)
 
     # -- phases --------------------------------------------------------------------------------------------

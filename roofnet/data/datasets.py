@@ -5,7 +5,11 @@ Keys, with `S` the configured `image_size`:
     image            (3, S, S) float32 in [0, 1]                          all
     segments         (S, S) int64 0..17 (17 background)                   RID
     superstructures  (S, S) int64 0..8 (8 background)                     RID
-    building         (S, S) float32 0/1 (RID: segments != background)     RID, AIRS
+    building         (S, S) float32 0/1 footprint                         AIRS
+    annotated_roof   (S, S) float32 0/1: roofs RID annotated (segments != background); RID labels only the
+                     buildings it annotates, other roofs in its images are background, so this is not
+                     a footprint label and trains no loss (see `roofnet.task`)    RID
+    metres_per_pixel float: pixel side of the sample in metres (NaN if unknown) RID, AIRS
     lines            (C, S, S) float32 0/1, C = 3 (eave, ridge, hip) or 4  Roofline
     line_channels    (C,) int64 indices into (eave, ridge, hip, valley)   Roofline
     height           (S, S) float32 nDSM metres                           Roofline
@@ -34,10 +38,12 @@ from roofnet.data.formats import (
     RooflineFile,
     airs_pairs,
     image_files,
+    raster_pixel_size,
     raster_size,
     read_image,
     read_label,
     read_rid_split,
+    rid_dataset_root,
 )
 from roofnet.data.scenes import SEGMENT_BACKGROUND, SEGMENT_FLAT, SUPERSTRUCTURE_BACKGROUND
 
@@ -57,7 +63,9 @@ def resize_sample(sample: dict, size: int) -> dict:
         return sample
     out = dict(sample)
     out["image"] = F.interpolate(sample["image"][None], (size, size), mode="bilinear", align_corners=False)[0]
-    for key in ("segments", "superstructures", "building"):
+    if "metres_per_pixel" in sample:
+        out["metres_per_pixel"] = sample["metres_per_pixel"] * max(height, width) / size
+    for key in ("segments", "superstructures", "building", "annotated_roof"):
         if key in sample:
             value = sample[key][None, None].float()
             out[key] = F.interpolate(value, (size, size), mode="nearest")[0, 0].to(sample[key].dtype)
@@ -101,7 +109,9 @@ class RIDDataset(Dataset):
     """RID roof-centred images with segment and superstructure masks, for one split file.
 
     Args:
-        root: RID root (holds images_roof_centered_geotiff/, masks_*_reviewed/, filenames_train_val_test_split/).
+        root: RID folder (holds images_roof_centered_geotiff/, masks_*_reviewed/,
+            filenames_train_val_test_split/), or a folder above it (`RID_dataset/`,
+            `m1655470/RID_dataset/`, `data/`: see `roofnet.data.formats.RID_NESTINGS`).
         split: "train", "val" or "test".
         split_index: which of the five released splits (1..5).
         image_size: side length samples are resized to.
@@ -116,7 +126,7 @@ class RIDDataset(Dataset):
         image_size: int = 512,
         augment: bool = False,
     ) -> None:
-        self.root = Path(root)
+        self.root = rid_dataset_root(Path(root))
         self.ids = read_rid_split(self.root, split, split_index)
         self.image_size = image_size
         self.augment = augment
@@ -134,11 +144,13 @@ class RIDDataset(Dataset):
             self.root / RID_SUPERSTRUCTURES / f"{name}.png", range(SUPERSTRUCTURE_BACKGROUND + 1), shape
         )
         segments_t = torch.from_numpy(segments).long()
+        pixel_size = raster_pixel_size(image_path) if image_path.suffix.lower() in (".tif", ".tiff") else None
         sample = {
             "image": image_tensor(pixels),
             "segments": segments_t,
             "superstructures": torch.from_numpy(supers).long(),
-            "building": (segments_t != SEGMENT_BACKGROUND).float(),
+            "annotated_roof": (segments_t != SEGMENT_BACKGROUND).float(),
+            "metres_per_pixel": float("nan") if pixel_size is None else pixel_size,
             "dataset": "rid",
         }
         sample = resize_sample(sample, self.image_size)
@@ -247,6 +259,7 @@ class AIRSDataset(_OpenRasters, Dataset):
         self.root = Path(root)
         self.pairs = airs_pairs(self.root, split, labelled=split != "test")
         self.sizes = [raster_size(image) for image, _ in self.pairs]
+        self.pixel_sizes = [raster_pixel_size(image) for image, _ in self.pairs]
         for (image, label), size in zip(self.pairs, self.sizes, strict=True):
             if label is not None and raster_size(label) != size:
                 raise RoofDataError(
@@ -286,7 +299,12 @@ class AIRSDataset(_OpenRasters, Dataset):
             label = None
             if label_path is not None:
                 label = read_label(label_path, (0, 1), window=window, handle=self._handle(label_path))
-        sample = {"image": image_tensor(pixels), "dataset": "airs"}
+        pixel_size = self.pixel_sizes[tile]
+        sample = {
+            "image": image_tensor(pixels),
+            "metres_per_pixel": float("nan") if pixel_size is None else pixel_size,
+            "dataset": "airs",
+        }
         if label is not None:
             sample["building"] = torch.from_numpy(label.astype(np.float32))
         return augment_sample(sample, _sample_generator(index)) if self.augment else sample

@@ -98,7 +98,13 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monke
     events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
     assert {"overlay/rid", "overlay/roofline", "overlay/airs"} <= set(events.Tags()["images"])
     metrics = json.loads((run / "export/metrics.json").read_text())
-    for key in ("val/segments_miou", "val/rid_building_iou", "val/rid_boundary_iou", "val/line_fscore"):
+    for key in (
+        "val/segments_miou",
+        "val/rid_annotated_roof_recall",
+        "val/airs_boundary_iou",
+        "val/airs_image_boundary_iou",
+        "val/line_fscore",
+    ):
         assert 0 <= metrics[key] <= 1, key
     assert metrics["val/height_rmse"] > 0 and metrics["val/airs_loss"] > 0
 

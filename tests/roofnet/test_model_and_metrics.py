@@ -12,11 +12,18 @@ import torch
 from safetensors.torch import save_file
 from torch.utils.data import default_collate
 
-from roofnet.data import RIDDataset, RoofDataModule, RooflineDataset
+from roofnet.data import AIRSDataset, RIDDataset, RoofDataModule, RooflineDataset
 from roofnet.data.datasets import PredictionWindows
 from roofnet.data.formats import write_geotiff
 from roofnet.data.writers import PredictionRasterWriter
-from roofnet.metrics import BuildingIoU, ClassIoU, HeightErrors, LineFScore, boundary_band
+from roofnet.metrics import (
+    AnnotatedRoofRecall,
+    BuildingIoU,
+    ClassIoU,
+    HeightErrors,
+    LineFScore,
+    boundary_band,
+)
 from roofnet.models import RoofNet
 from roofnet.task import RoofTask
 
@@ -55,12 +62,10 @@ def test_each_dataset_trains_only_the_losses_it_has_labels_for(synthetic_root: P
     roofline = default_collate(
         [RooflineDataset(synthetic_root / "roofline", "train", image_size=32)[i] for i in range(2)]
     )
-    assert set(task.task_losses(task(rid["image"]), rid)) == {
-        "segments",
-        "superstructures",
-        "building",
-        "boundary",
-    }
+    # RID labels only the roofs it annotates: no footprint or boundary loss from its masks
+    assert set(task.task_losses(task(rid["image"]), rid)) == {"segments", "superstructures"}
+    airs = default_collate([AIRSDataset(synthetic_root / "airs", "val", 64)[i] for i in range(2)])
+    assert set(task.task_losses(task(airs["image"]), airs)) == {"building", "boundary"}
     assert set(task.task_losses(task(roofline["image"]), roofline)) == {"lines", "height"}
     assert set(
         RoofTask(loss_weights={"height": 0}, **SMALL).task_losses(task(roofline["image"]), roofline)
@@ -129,18 +134,97 @@ def test_class_iou_ignores_classes_that_never_occur() -> None:
     assert result["miou"].item() == pytest.approx((0.5 + 2 / 3) / 2)
 
 
-def test_boundary_iou_is_about_the_outline() -> None:
-    target = torch.zeros(1, 100, 100)
-    target[:, 20:80, 20:80] = 1
-    assert boundary_band(target > 0).sum() == 60 * 60 - 54 * 54  # d = 2 % of the diagonal = 3 px
+def reference_mask_to_boundary(mask: np.ndarray, dilation_ratio: float = 0.02) -> np.ndarray:
+    """Boundary IoU's band as bowenc0221/boundary-iou-api's `mask_to_boundary` defines it, written
+    here with scipy: pad the mask with one ring of zeros, erode `d` times with a 3 x 3 square (pixels
+    beyond the padding do not erode), crop, subtract; d = round(ratio * diagonal), at least 1."""
+    from scipy import ndimage
+
+    height, width = mask.shape
+    d = max(round(dilation_ratio * np.sqrt(height**2 + width**2)), 1)
+    padded = np.pad(mask.astype(bool), 1, constant_values=False)
+    eroded = ndimage.binary_erosion(padded, np.ones((3, 3), bool), iterations=d, border_value=1)
+    return mask.astype(bool) & ~eroded[1 : height + 1, 1 : width + 1]
+
+
+def reference_boundary_iou(pred: np.ndarray, target: np.ndarray) -> float:
+    pred_band, true_band = reference_mask_to_boundary(pred), reference_mask_to_boundary(target)
+    return (pred_band & true_band).sum() / (pred_band | true_band).sum()
+
+
+def test_boundary_band_matches_the_reference_definition() -> None:
+    rng = np.random.default_rng(0)
+    for height, width in ((100, 100), (64, 160), (37, 23)):
+        masks = np.zeros((3, height, width), bool)
+        masks[0, 10:-10, 5:-5] = True  # inside the image
+        masks[1, : height // 2, : width // 2] = True  # cut by the top and left borders
+        masks[2] = rng.random((height, width)) > 0.4  # ragged
+        ours = boundary_band(torch.from_numpy(masks)).numpy()
+        for i in range(3):
+            assert np.array_equal(ours[i], reference_mask_to_boundary(masks[i])), (height, width, i)
+
+
+def test_a_mask_cut_by_the_border_has_boundary_along_the_border() -> None:
+    target = torch.zeros(1, 100, 100, dtype=torch.bool)
+    target[:, :50, :] = True  # the top half: cut by the top, left and right borders
+    band = boundary_band(target)[0]
+    assert band[0].all() and band[:3, 0].all() and band[:50, 99].all()  # d = round(2.83) = 3 px
+    assert not band[10:47, 3:97].any()  # inside, away from every edge
+    training = boundary_band(target, border_is_boundary=False)[0]  # the boundary head's target
+    assert not training[0, 10:90].any() and training[47:50].all()  # only where the roof ends
+
+
+def test_boundary_iou_is_about_the_outline_and_equals_the_reference() -> None:
+    target = torch.zeros(2, 100, 100)
+    target[0, 20:80, 20:80] = 1
+    target[1, :60, 30:] = 1  # cut by the border
+    assert boundary_band(target[:1] > 0).sum() == 60 * 60 - 54 * 54  # d = 2 % of the diagonal = 3 px
     metric = BuildingIoU()
     metric.update(target * 20 - 10, target)
     assert metric.compute()["boundary_iou"] == 1.0
     shifted = torch.roll(target, 3, dims=2)
     metric = BuildingIoU()
-    metric.update(shifted * 20 - 10, target)
+    metric.update(shifted * 20 - 10, target, torch.tensor([0.075, float("nan")]))
     result = metric.compute()
     assert result["iou"] > 0.85 and result["boundary_iou"] < 0.6  # the outline moved, the area hardly
+    per_image = [reference_boundary_iou(shifted[i].numpy() > 0, target[i].numpy() > 0) for i in range(2)]
+    assert result["image_boundary_iou"] == pytest.approx(np.mean(per_image), abs=1e-6)
+    pooled_bands = [
+        (
+            reference_mask_to_boundary(shifted[i].numpy() > 0),
+            reference_mask_to_boundary(target[i].numpy() > 0),
+        )
+        for i in range(2)
+    ]
+    pooled = sum((p & t).sum() for p, t in pooled_bands) / sum((p | t).sum() for p, t in pooled_bands)
+    assert result["boundary_iou"] == pytest.approx(pooled, abs=1e-6)
+    assert result["boundary_px"] == 3 and result["boundary_m"] == pytest.approx(3 * 0.075)
+
+
+def test_per_image_mean_weighs_a_small_building_like_a_large_one() -> None:
+    target = torch.zeros(2, 64, 64)
+    target[0, 4:60, 4:60] = 1  # large, predicted exactly
+    target[1, 30:34, 30:34] = 1  # small, missed
+    logits = target.clone()
+    logits[1] = 0
+    metric = BuildingIoU()
+    metric.update(logits * 20 - 10, target)
+    result = metric.compute()
+    assert result["image_iou"] == pytest.approx(0.5) and result["iou"] > 0.99
+
+
+def test_annotated_roof_recall_ignores_roofs_rid_did_not_label() -> None:
+    annotated = torch.zeros(1, 32, 32)
+    annotated[:, 8:16, 8:16] = 1
+    prediction = annotated.clone()
+    prediction[:, 20:30, 20:30] = 1  # another roof, unlabelled in RID
+    metric = AnnotatedRoofRecall()
+    metric.update(prediction * 20 - 10, annotated)
+    assert metric.compute() == 1.0
+    prediction[:, 8:12] = 0  # half the annotated roof missed
+    metric.reset()
+    metric.update(prediction * 20 - 10, annotated)
+    assert metric.compute() == pytest.approx(0.5)
 
 
 def test_line_fscore_tolerates_small_offsets_only() -> None:

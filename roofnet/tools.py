@@ -75,5 +75,48 @@ def check(root: Path, image_size: int = 512) -> dict[str, int]:
     return counts
 
 
+def vectorize(
+    rasters: Path,
+    out: Path,
+    simplify: float = 0.2,
+    min_area: float = 1.0,
+    line_threshold: float = 0.5,
+    min_length: float = 0.5,
+    overwrite: bool = False,
+) -> dict[str, int]:
+    """Turn the rasters `mtl predict` wrote into GIS vectors: building outlines, roof segments with their
+    azimuth (compass and PVGIS/RID: 0 = south), superstructures, roof lines as LineStrings.
+
+    Areas (area_m2) and lengths (length_m) are computed in a projected CRS: the rasters' own, or for
+    geographic rasters (RID's EPSG:4326) the UTM zone of their centre. A .gpkg gets one layer per kind
+    in that CRS; a .geojson one file in EPSG:4326 with a `layer` field.
+
+    Args:
+        rasters: folder of `<stem>_building.tif`, `_segments.tif`, `_superstructures.tif`, `_lines.tif`.
+        out: output file, .gpkg or .geojson.
+        simplify: simplification tolerance in metres (0 keeps every pixel corner).
+        min_area: polygons below this many m^2 are dropped.
+        line_threshold: line probability above which a pixel belongs to a line.
+        min_length: lines shorter than this many metres are dropped.
+        overwrite: replace an existing `out`.
+    """
+    from roofnet.data.vectors import VectorOptions, vectorize_folder
+
+    options = VectorOptions(simplify, min_area, line_threshold, min_length)
+    counts = _user_errors(vectorize_folder, Path(rasters), Path(out), options, overwrite)
+    print(f"wrote {out}: " + ", ".join(f"{name}: {count}" for name, count in counts.items()))
+    return counts
+
+
+def _user_errors(function: Callable, *args, **kwargs):
+    """Run `function`; a problem with the user's files ends in one line naming the file, no traceback."""
+    from roofnet.data.formats import RoofDataError
+
+    try:
+        return function(*args, **kwargs)
+    except RoofDataError as error:
+        raise SystemExit(f"mtl: error: {error}") from None
+
+
 def commands() -> dict[str, Callable]:
-    return {"synth": synth, "check": check}
+    return {"synth": synth, "check": check, "vectorize": vectorize}

@@ -338,6 +338,7 @@ ROOFLINE_LAYOUTS: dict[str, dict[str, str]] = {
     "row-major (N, H, W, C)": {"images": "NHWC", "depths": "NHW", "elements": "NHWC"},
 }
 ROOFLINE_ARRAYS = ("images", "depths", "elements")
+MIN_IMAGE_SIDE = 8  # pixels; where sizes fit several orders, readings with a thinner image are dropped
 ROOFLINE_CHANNELS = {"images": (3,), "depths": (), "elements": (3, 4)}  # elements: eave, ridge, hip[, valley]
 ROOFLINE_OUTPUT_AXES = {"images": "HWC", "depths": "HW", "elements": "CHW"}
 
@@ -364,14 +365,21 @@ def roofline_layout(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[str
     """Which of `ROOFLINE_LAYOUTS` the `images`, `depths` and `elements` shapes of `path` are in, decided
     by their sizes (channels: 3 for images, 3 or 4 for elements; N, H and W shared by all three).
 
-    Raises RoofDataError naming the file and the array that does not fit the images, or the layouts
-    that all fit when the sizes cannot tell them apart (e.g. 3 instances of 3 x 3 pixels).
+    Where several layouts fit (3 instances and 3 line channels), the ones that would make images
+    thinner than `MIN_IMAGE_SIDE` pixels are dropped. Raises RoofDataError naming the file and the
+    array that does not fit the images, or the layouts that all fit when the sizes cannot tell them
+    apart (e.g. 3 instances of 3 x 3 pixels).
     """
     fitting = {}
     for name, layout in ROOFLINE_LAYOUTS.items():
         sizes = _layout_sizes(layout, shapes)
         if sizes is not None:
             fitting[name] = sizes
+    if len(fitting) > 1:  # an image a few pixels wide is no roof image: keep the plausible reading
+        plausible = {
+            name: sizes for name, sizes in fitting.items() if min(sizes["H"], sizes["W"]) >= MIN_IMAGE_SIDE
+        }
+        fitting = plausible if len(plausible) == 1 else fitting
     if len(fitting) == 1:
         return next(iter(fitting.items()))
     if fitting:

@@ -183,3 +183,12 @@ def test_airs_labels_as_three_equal_bands_read_as_one(synthetic_root: Path, tmp_
         RoofDataError, match=r"christchurch_val_000\.tif: expected a single-band mask.*3 bands"
     ):
         AIRSDataset(root, "val", 256)[0]
+
+
+def test_three_instances_of_three_line_channels_read_as_matlab_writes_them(tmp_path: Path) -> None:
+    """(3, 3, 32, 32) also fits [N H W C] as 32 images of 32 x 3 px; no roof image is 3 px wide."""
+    images, depths, elements = _arrays(n=3, height=32, width=32)
+    write_imdb(tmp_path / "imdb.mat", images, depths, elements)
+    file = RooflineFile(tmp_path / "imdb.mat")
+    assert (file.layout, len(file), file.size) == ("MATLAB [H W C N]", 3, (32, 32))
+    assert np.array_equal(file.image(2), images[2])

@@ -48,31 +48,54 @@ def synth(
     return out
 
 
-def check(root: Path, image_size: int = 512) -> dict[str, int]:
-    """Read every sample of the datasets under ROOT with the real loaders; report counts or the first bad file.
+def check(root: Path, image_size: int = 512, rid_split: int = 1) -> dict:
+    """Inspect the datasets under ROOT and read every sample with the real loaders.
+
+    Reports per dataset the dtypes, value ranges and dominant mask value (a swapped segments /
+    superstructures folder is refused), all three RID splits, Roofline's struct and axis order, and
+    each AIRS tile's raster profile (blocks, compression, pixel size, nodata share), with a
+    recommendation when tiles are striped. The first file that would break training ends the check
+    with one line naming it.
 
     Args:
-        root: folder holding rid/, roofline/ and/or airs/ in their real layouts.
+        root: folder holding rid/, roofline/ and/or airs/ as they unpack (rid/ may hold RID_dataset/).
         image_size: sample side used for the check (AIRS windows).
+        rid_split: which of RID's five split files to check.
     """
+    return _user_errors(_check, Path(root), image_size, rid_split)
+
+
+def _check(root: Path, image_size: int, rid_split: int) -> dict:
+    from roofnet.data.checks import Report, check_airs, check_rid, check_roofline
     from roofnet.data.datamodule import RoofDataModule
 
-    root = Path(root)
     phases = [name for name in ("rid", "roofline", "airs") if (root / name).exists()]
     if not phases:
-        raise SystemExit(f"{root}: no rid/, roofline/ or airs/ folder")
+        raise SystemExit(f"mtl: error: {root}: no rid/, roofline/ or airs/ folder")
+    report = Report()
+    checks = {
+        "rid": lambda: check_rid(root / "rid", rid_split, report),
+        "roofline": lambda: check_roofline(root / "roofline", report),
+        "airs": lambda: check_airs(root / "airs", report),
+    }
+    for name in phases:
+        checks[name]()
     datamodule = RoofDataModule(
-        str(root), phases=phases, image_size=image_size, synthesize=False, augment=False
+        str(root), phases=phases, image_size=image_size, synthesize=False, augment=False, rid_split=rid_split
     )
     counts = {}
     for name in phases:
-        for train in (True, False):
-            dataset = datamodule.dataset(name, train=train)
+        stages = {"train": (True, False), "val": (False, False)}
+        if name == "rid" or (name == "airs" and report.facts["airs"].get("test", {}).get("labelled")):
+            stages["test"] = (False, True)
+        for stage, (train, test) in stages.items():
+            dataset = datamodule.dataset(name, train=train, test=test)
             for index in range(len(dataset)):
                 dataset[index]
-            counts[f"{name}/{'train' if train else 'val'}"] = len(dataset)
-    print("\n".join(f"{key}: {count} samples OK" for key, count in counts.items()))
-    return counts
+            counts[f"{name}/{stage}"] = len(dataset)
+    report.lines += [f"{key}: {count} samples OK" for key, count in counts.items()]
+    print("\n".join(report.lines))
+    return {"counts": counts, "warnings": report.warnings, **report.facts}
 
 
 def vectorize(

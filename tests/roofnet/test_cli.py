@@ -53,7 +53,9 @@ def test_synth_writes_all_three_layouts(tmp_path: Path, monkeypatch) -> None:
     assert len(list((tmp_path / "data/rid/images_roof_centered_geotiff").glob("*.tif"))) == 3
     assert (tmp_path / "data/roofline/imdb.mat").is_file()
     assert len(list((tmp_path / "data/airs/val/image").glob("*.tif"))) == 1
-    assert check(tmp_path / "data", image_size=64)["airs/val"] == 16  # the real loaders read every sample
+    assert (
+        check(tmp_path / "data", image_size=64)["counts"]["airs/val"] == 16
+    )  # the real loaders read every sample
 
 
 def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monkeypatch) -> None:

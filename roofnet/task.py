@@ -1,8 +1,9 @@
 """RoofTask: the multi-task LightningModule (losses, metrics, TensorBoard overlays, prediction rasters).
 
 A batch holds only the labels its dataset has (see `roofnet.data.datasets`); each loss runs only
-when its label is present, so RID batches train segments and superstructures, Roofline batches
-lines and height, AIRS batches building and boundary.
+when its label is present, so RID batches train segments, superstructures and (where RID's
+segments CSV gives slopes) pitch, Roofline batches lines and height, AIRS batches building and
+boundary. The pitch loss ignores the pixels no segment slope covers.
 
 RID trains neither the building nor the boundary head: RID labels only the roofs of the buildings
 it annotates (the centre roof and a few around it), the other roofs in its images are background.
@@ -23,6 +24,7 @@ RID's shared test split and the Roofline/AIRS validation data):
     airs_boundary_d_px, airs_boundary_d_m (Boundary IoU's d)         AIRS
     line_fscore, line_fscore/<eave|ridge|hip|valley>                Roofline
     height_rmse, height_mae, height_nmad, height_delta1             Roofline
+    pitch_miou, pitch_mae_deg (over pixels with a slope label)      RID with segments_reviewed.csv
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from roofnet.data.formats import PITCH_IGNORE, PITCH_PRESETS
 from roofnet.data.scenes import LINE_NAMES
 from roofnet.metrics import (
     AnnotatedRoofRecall,
@@ -47,7 +50,7 @@ from roofnet.metrics import (
 )
 from roofnet.models import RoofNet
 
-TASKS = ("segments", "superstructures", "building", "boundary", "lines", "height")
+TASKS = ("segments", "superstructures", "building", "boundary", "lines", "height", "pitch")
 DEFAULT_LOSS_WEIGHTS = {
     "segments": 1.0,
     "superstructures": 0.5,
@@ -55,6 +58,7 @@ DEFAULT_LOSS_WEIGHTS = {
     "boundary": 0.5,
     "lines": 1.0,
     "height": 0.2,
+    "pitch": 0.5,
 }
 
 
@@ -136,6 +140,7 @@ class RoofTask(LightningModule):
                 "airs_building": BuildingIoU(),
                 "lines": LineFScore(len(LINE_NAMES), line_tolerance),
                 "height": HeightErrors(),
+                "pitch": ClassIoU(len(PITCH_PRESETS), ignore_index=PITCH_IGNORE),
             }
         )
         self._writer = None
@@ -222,6 +227,8 @@ class RoofTask(LightningModule):
             )
         if "height" in batch and weights["height"]:
             losses["height"] = F.smooth_l1_loss(outputs["height"], batch["height"])
+        if "pitch" in batch and weights["pitch"] and (batch["pitch"] != PITCH_IGNORE).any():
+            losses["pitch"] = F.cross_entropy(outputs["pitch"], batch["pitch"], ignore_index=PITCH_IGNORE)
         return losses
 
     def total_loss(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -279,6 +286,8 @@ class RoofTask(LightningModule):
             self.metrics["lines"].update(outputs["lines"], batch["lines"], batch["line_channels"][0])
         if "height" in batch:
             self.metrics["height"].update(outputs["height"], batch["height"])
+        if "pitch" in batch:
+            self.metrics["pitch"].update(outputs["pitch"], batch["pitch"])
 
     def on_validation_epoch_end(self) -> None:
         for name, value in self.compute_metrics().items():
@@ -298,8 +307,13 @@ class RoofTask(LightningModule):
             if metric.update_count == 0:
                 continue
             result = metric.compute()
+            metric_confusion = getattr(metric, "confusion", None)
+            metric_confusion = metric_confusion.clone() if metric_confusion is not None else None
             metric.reset()
-            if key in ("segments", "superstructures"):
+            if key == "pitch":
+                values["pitch_miou"] = result["miou"]
+                values["pitch_mae_deg"] = preset_mean_absolute_error(metric_confusion)
+            elif key in ("segments", "superstructures"):
                 values[f"{key}_miou"] = result["miou"]
                 if key == "segments":
                     values.update(
@@ -359,20 +373,54 @@ class RoofTask(LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, int]:
         outputs = self(batch["image"])
-        arrays = {
-            "segments": outputs["segments"].argmax(1).to(torch.uint8),
-            "superstructures": outputs["superstructures"].argmax(1).to(torch.uint8),
-            "building": (outputs["building"] > 0).to(torch.uint8),
-            "lines": (torch.sigmoid(outputs["lines"]) * 255).round().to(torch.uint8),
-            "height": outputs["height"].float(),
-        }
-        self._writer.write(batch, {k: v.cpu().numpy() for k, v in arrays.items()})
+        window = batch["image"].shape[-1]
+        sides = [int(side) for side in batch.get("source_window", [window] * len(batch["image"]))]
+        if all(side == window for side in sides):
+            arrays = {k: v.cpu().numpy() for k, v in prediction_arrays(outputs).items()}
+        else:  # windows resampled to the training pixel size: outputs back to each input's grid
+            per_item = [
+                prediction_arrays(resize_outputs({k: v[i : i + 1] for k, v in outputs.items()}, side))
+                for i, side in enumerate(sides)
+            ]
+            arrays = {k: [item[k][0].cpu().numpy() for item in per_item] for k in per_item[0]}
+        self._writer.write(batch, arrays)
         return {"windows": int(batch["image"].shape[0])}
 
     def on_predict_end(self) -> None:
         if self._writer is not None:
             self._writer.close()
             print(f"RoofTask: wrote {len(self._writer.written)} rasters to {self._writer.out_dir}")
+
+
+def prediction_arrays(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Head outputs -> what the prediction rasters hold: class ids, 0/1 footprint, line probability x 255
+    (uint8), height in metres (float32)."""
+    return {
+        "segments": outputs["segments"].argmax(1).to(torch.uint8),
+        "superstructures": outputs["superstructures"].argmax(1).to(torch.uint8),
+        "building": (outputs["building"] > 0).to(torch.uint8),
+        "lines": (torch.sigmoid(outputs["lines"]) * 255).round().to(torch.uint8),
+        "height": outputs["height"].float(),
+        "pitch": PITCH_DEGREES.to(outputs["pitch"].device)[outputs["pitch"].argmax(1)],
+    }
+
+
+def preset_mean_absolute_error(confusion: torch.Tensor) -> torch.Tensor:
+    """Mean |predicted - true| pitch in degrees from a presets confusion matrix (rows: true)."""
+    degrees = PITCH_DEGREES.double().to(confusion.device)
+    error = (degrees[:, None] - degrees[None, :]).abs()
+    return ((confusion.double() * error).sum() / confusion.sum().clamp_min(1)).float()
+
+
+def resize_outputs(outputs: dict[str, torch.Tensor], side: int) -> dict[str, torch.Tensor]:
+    """Head outputs `(B, C, H, W)` / `(B, H, W)` resampled bilinearly (logits, metres) to `side` x `side`."""
+    resized = {}
+    for key, value in outputs.items():
+        squeeze = value.ndim == 3
+        value = value[:, None] if squeeze else value
+        value = F.interpolate(value.float(), (side, side), mode="bilinear", align_corners=False)
+        resized[key] = value[:, 0] if squeeze else value
+    return resized
 
 
 def class_balanced_weights(shares: torch.Tensor, power: float, floor: float = 1e-3) -> torch.Tensor:
@@ -392,3 +440,4 @@ def _palette(classes: int = 18) -> torch.Tensor:
 
 
 SEGMENT_PALETTE = _palette()
+PITCH_DEGREES = torch.tensor(PITCH_PRESETS, dtype=torch.uint8)

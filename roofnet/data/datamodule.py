@@ -152,6 +152,9 @@ class RoofDataModule(LightningDataModule):
         predict_path: image file or folder for `mtl predict`.
         predict_window: window side for prediction (AIRS tiles are cut into overlapping windows).
         predict_overlap: pixels shared by neighbouring prediction windows.
+        predict_gsd: metres per pixel the model was trained at (RID about 0.10, AIRS 0.075): inputs are
+            resampled to it window by window and the outputs back to the input's grid; None predicts at
+            each input's own resolution (warned about when an input has no usable pixel size).
         seed: shuffling seed of the mixed-mode batch order.
     """
 
@@ -180,6 +183,7 @@ class RoofDataModule(LightningDataModule):
         predict_path: str | None = None,
         predict_window: int = 512,
         predict_overlap: int = 64,
+        predict_gsd: float | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -215,6 +219,7 @@ class RoofDataModule(LightningDataModule):
             predict_window,
             predict_overlap,
         )
+        self.predict_gsd = predict_gsd
         self.seed = seed
         self.predict_dataset: PredictionWindows | None = None
         self.image_mean: torch.Tensor | None = None
@@ -330,7 +335,9 @@ class RoofDataModule(LightningDataModule):
                 "RoofDataModule.predict_path: set --data.predict_path to an image file or folder"
             )
         files = list_prediction_inputs(self.predict_path)
-        self.predict_dataset = PredictionWindows(files, self.predict_window, self.predict_overlap)
+        self.predict_dataset = PredictionWindows(
+            files, self.predict_window, self.predict_overlap, self.predict_gsd
+        )
         return self._loader(self.predict_dataset, shuffle=False)
 
     def image_statistics(self, samples: int = 16) -> tuple[torch.Tensor, torch.Tensor]:

@@ -322,6 +322,108 @@ def write_rid_splits(root: Path, names: Sequence[str], splits: int = 5, seed: in
             (folder / f"{split}_filenames_{index}_rev.txt").write_text("".join(f"{m}.png\n" for m in members))
 
 
+# RID's vector labels (TUMFTM/RID data/segments_reviewed.csv): one row per roof segment with its
+# polygon as WKT in (lat lon) order (the repository's mask_generation swaps it with
+# utils.switch_coordinates before use), an azimuth in the PVGIS convention (0 = south; empty = flat)
+# and a slope, set by the annotators from presets: 0, 15, 25, 30, 35, 45 or 60 degrees (a handful of
+# rows hold other values, e.g. 33, and some none).
+RID_SEGMENTS_CSV = "segments_reviewed.csv"
+RID_SEGMENTS_CSV_COLUMNS = ("segment", "azimuth", "slope")
+PITCH_PRESETS = (0, 15, 25, 30, 35, 45, 60)
+PITCH_IGNORE = 255  # pixels with no slope label (outside RID's segments, or a segment without slope)
+
+
+def pitch_preset_index(slope: float) -> int:
+    """Index into `PITCH_PRESETS` of the preset nearest to `slope` degrees (NaN: `PITCH_IGNORE`)."""
+    if slope != slope:  # NaN
+        return PITCH_IGNORE
+    return int(np.argmin([abs(slope - preset) for preset in PITCH_PRESETS]))
+
+
+def read_rid_segments_csv(path: Path) -> list[tuple[object, int]]:
+    """(polygon in lon/lat, pitch preset index) of every segment of RID's segments CSV."""
+    import csv
+
+    import shapely
+    import shapely.wkt
+
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as error:
+        raise RoofDataError(f"{path}: unreadable segments CSV ({error})") from error
+    if not rows or not set(RID_SEGMENTS_CSV_COLUMNS) <= set(rows[0]):
+        found = sorted(rows[0]) if rows else "no rows"
+        raise RoofDataError(
+            f"{path}: expected RID's segment columns {list(RID_SEGMENTS_CSV_COLUMNS)}, found {found}"
+        )
+    segments = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            latlon = shapely.wkt.loads(row["segment"])
+            slope = float(row["slope"]) if row["slope"].strip() else float("nan")
+        except (shapely.errors.ShapelyError, ValueError) as error:
+            raise RoofDataError(f"{path}: line {number}: unreadable segment or slope ({error})") from error
+        lonlat = shapely.transform(latlon, lambda coords: coords[:, ::-1])
+        segments.append((lonlat, pitch_preset_index(slope)))
+    return segments
+
+
+def write_rid_segments_csv(path: Path, segments: Sequence[tuple[object, float, float]]) -> None:
+    """Write (polygon in lon/lat, PVGIS azimuth or NaN, slope degrees) rows as RID's CSV does
+    (WKT MULTIPOLYGON in lat lon order, azimuth empty for flat roofs)."""
+    import csv
+
+    import shapely
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["", "id", "segment", "azimuth", "slope"])
+        for index, (polygon, azimuth, slope) in enumerate(segments):
+            multi = polygon if polygon.geom_type == "MultiPolygon" else shapely.MultiPolygon([polygon])
+            latlon = shapely.transform(multi, lambda coords: coords[:, ::-1])
+            writer.writerow([index, index + 1, latlon.wkt, "" if azimuth != azimuth else azimuth, slope])
+
+
+class RIDPitch:
+    """RID's segment slopes, rasterised onto any image: `raster(path, shape)` -> (H, W) uint8 preset
+    index (`PITCH_PRESETS`), `PITCH_IGNORE` where no segment with a slope covers the pixel."""
+
+    def __init__(self, csv_path: Path) -> None:
+        import shapely
+
+        self.csv_path = Path(csv_path)
+        labelled = [(g, v) for g, v in read_rid_segments_csv(self.csv_path) if v != PITCH_IGNORE]
+        self.geometries = [g for g, _ in labelled]
+        self.values = [v for _, v in labelled]
+        self.tree = shapely.STRtree(self.geometries)
+
+    def raster(self, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
+        import rasterio
+        import shapely
+        from rasterio.features import rasterize
+        from rasterio.warp import transform_bounds, transform_geom
+
+        with rasterio.open(image_path) as src:
+            crs, transform = src.crs, src.transform
+            if crs is None:
+                raise RoofDataError(f"{image_path}: no CRS; RID's segment polygons cannot be placed on it")
+            bounds = transform_bounds(crs, "EPSG:4326", *src.bounds)
+        out = np.full(shape, PITCH_IGNORE, np.uint8)
+        hits = self.tree.query(shapely.box(*bounds))
+        if len(hits) == 0:
+            return out
+        shapes = []
+        for index in sorted(int(i) for i in hits):
+            geometry = shapely.geometry.mapping(self.geometries[index])
+            if crs.to_epsg() != 4326:
+                geometry = transform_geom("EPSG:4326", crs, geometry)
+            shapes.append((geometry, self.values[index]))
+        return rasterize(shapes, out_shape=shape, transform=transform, fill=PITCH_IGNORE, dtype="uint8")
+
+
 # -- Roofline --------------------------------------------------------------------------------------------
 # The axis orders an `imdb.mat` can have, as h5py sees them (letters: N instance, C channel, H image row,
 # W image column). MATLAB is column-major: HDF5 lists a MATLAB array's dimensions in reverse, so MATLAB's

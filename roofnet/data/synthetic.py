@@ -1,7 +1,9 @@
 """Write synthetic roof scenes in the real RID, Roofline and AIRS layouts, so the real loaders read them.
 
     <out>/rid/       RID layout (roof-centred GeoTIFF images in EPSG:4326 at about 0.10 m per pixel, near
-                     Wartenberg, Bavaria, as RID's; segment and superstructure PNGs; 5 splits)
+                     Wartenberg, Bavaria, as RID's; segment and superstructure PNGs of the centre
+                     building only, as RID labels only the buildings it annotates; 5 splits; and
+                     segments_reviewed.csv with each labelled segment's polygon, azimuth and slope)
     <out>/roofline/  imdb.mat (MATLAB v7.3 / HDF5): the struct /imdb with images, depths (nDSM) and
                      elements (eave, ridge, hip: 3 channels, as the real file)
     <out>/airs/      train/val/test tiles (tiled GeoTIFF, 7.5 cm) with 0/1 labels (test too) and
@@ -18,7 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from roofnet.data.formats import write_geotiff, write_imdb, write_rid_sample, write_rid_splits
+from roofnet.data.formats import (
+    PITCH_PRESETS,
+    RID_SEGMENTS_CSV,
+    pitch_preset_index,
+    write_geotiff,
+    write_imdb,
+    write_rid_sample,
+    write_rid_segments_csv,
+    write_rid_splits,
+)
 from roofnet.data.scenes import render_scene
 
 AIRS_METRES_PER_PIXEL = 0.075
@@ -55,15 +66,58 @@ class SyntheticLayout:
     roofline_struct: bool = True
     rid_crs: str = "EPSG:4326"
     airs_test_labels: bool = True
+    rid_annotated_only: bool = True
+    rid_segments_csv: bool = True
     seed: int = 0
 
 
+def annotate_centre_building_only(scene) -> np.ndarray:
+    """Background outside the building under the image centre, in segments and superstructures (RID
+    labels the roof its image is centred on; the neighbours' roofs stay background). Returns the kept
+    footprint `(H, W)` bool."""
+    from scipy import ndimage
+
+    from roofnet.data.scenes import SEGMENT_BACKGROUND, SUPERSTRUCTURE_BACKGROUND
+
+    components, _ = ndimage.label(scene.building)
+    height, width = scene.building.shape
+    centre = components[height // 2, width // 2]
+    kept = components == centre if centre else scene.building.astype(bool)
+    scene.segments[~kept] = SEGMENT_BACKGROUND
+    scene.superstructures[~kept] = SUPERSTRUCTURE_BACKGROUND
+    return kept
+
+
+def segment_rows(scene, transform, crs: str) -> list[tuple[object, float, float]]:
+    """RID CSV rows (polygon in lon/lat, PVGIS azimuth or NaN, slope preset) of a scene's labelled
+    roof segments: one per connected region of one azimuth class and pitch."""
+    import shapely
+    from rasterio.features import shapes
+    from rasterio.warp import transform_geom
+
+    from roofnet.data.scenes import SEGMENT_BACKGROUND
+    from roofnet.data.vectors import pvgis_azimuth
+
+    key = scene.segments.astype(np.int32) * 100 + np.round(scene.pitch).astype(np.int32)
+    rows = []
+    for geometry, value in shapes(key, mask=scene.segments != SEGMENT_BACKGROUND, transform=transform):
+        azimuth_class, pitch = divmod(int(value), 100)
+        if crs != "EPSG:4326":
+            geometry = transform_geom(crs, "EPSG:4326", geometry)
+        slope = float(PITCH_PRESETS[pitch_preset_index(float(pitch))])
+        rows.append((shapely.geometry.shape(geometry), pvgis_azimuth(azimuth_class), slope))
+    return rows
+
+
 def write_rid(out: Path, layout: SyntheticLayout, rng: np.random.Generator) -> None:
-    names = [f"{index:05d}" for index in range(layout.samples)]
     from rasterio.transform import from_origin
 
+    names = [f"{index:05d}" for index in range(layout.samples)]
+    rows = []
     for index, name in enumerate(names):
         scene = render_scene(layout.rid_size, layout.rid_size, rng, centred=True)
+        if layout.rid_annotated_only:
+            annotate_centre_building_only(scene)
         if layout.rid_crs == "EPSG:4326":
             transform = rid_transform(index)
         else:  # a projected variant (metres), kept for tests
@@ -73,7 +127,10 @@ def write_rid(out: Path, layout: SyntheticLayout, rng: np.random.Generator) -> N
         write_rid_sample(
             out, name, scene.image, scene.segments, scene.superstructures, transform, layout.rid_crs
         )
+        rows += segment_rows(scene, transform, layout.rid_crs)
     write_rid_splits(out, names, seed=layout.seed)
+    if layout.rid_segments_csv:
+        write_rid_segments_csv(out / RID_SEGMENTS_CSV, rows)
 
 
 def write_roofline(out: Path, layout: SyntheticLayout, rng: np.random.Generator) -> None:

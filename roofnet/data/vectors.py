@@ -10,7 +10,7 @@ Reads the rasters `PredictionRasterWriter` writes (`<stem>_building.tif`, `_segm
   else (RID's EPSG:4326) the UTM zone of the raster's centre, to which the geometries are reprojected.
   Simplification (`simplify_m`, Douglas-Peucker, topology kept) works in that CRS, in metres.
 - The GeoPackage is written in that projected CRS; GeoJSON in EPSG:4326 (RFC 7946 allows no other).
-- Roof segments carry their azimuth class twice: compass (0 = north, clockwise, RID's class order
+- Roof segments carry their pitch (degrees, from `_pitch.tif` where present) and their azimuth class twice: compass (0 = north, clockwise, RID's class order
   N, NNE, ... NNW) and the PVGIS convention RID's `segments_reviewed.csv` uses (0 = south, -90 = east,
   90 = west; TUMFTM/RID `utils.azimuth_to_label_class` adds 180 to get the compass bearing).
 """
@@ -56,6 +56,7 @@ RASTER_SUFFIXES = {
     "segments": "_segments.tif",
     "superstructures": "_superstructures.tif",
     "lines": "_lines.tif",
+    "pitch": "_pitch.tif",
 }
 
 
@@ -151,13 +152,15 @@ def _read(path: Path) -> tuple[np.ndarray, object, object]:
 def _polygons(
     classes: np.ndarray, skip: int, where: Georeference, options: VectorOptions
 ) -> list[tuple[object, int]]:
-    """(shapely polygon in the metric CRS, class id) of every 4-connected region whose class is not `skip`."""
+    """(shapely polygon in the metric CRS, class id) of every 4-connected region whose class is not `skip`
+    (`classes` uint8, or int32 for combined keys)."""
     import shapely
     from rasterio.features import shapes
 
     out = []
     mask = classes != skip
-    for geometry, value in shapes(classes.astype(np.uint8), mask=mask, transform=where.transform):
+    dtype = np.uint8 if classes.max(initial=0) < 256 else np.int32
+    for geometry, value in shapes(classes.astype(dtype), mask=mask, transform=where.transform):
         polygon = shapely.geometry.shape(where.to_metric(geometry))
         if options.simplify_m > 0:
             polygon = polygon.simplify(options.simplify_m, preserve_topology=True)
@@ -228,17 +231,24 @@ def vectorize_stem(
     for polygon, _ in _polygons(building[0], 0, where, options):
         layers["buildings"].append({"geometry": polygon, "source": stem, "area_m2": polygon.area})
     if paths["segments"].is_file():
-        segments = _read(paths["segments"])[0][0]
-        for polygon, value in _polygons(segments, SEGMENT_BACKGROUND, where, options):
-            name = AZIMUTH_NAMES[value] if value < SEGMENT_FLAT else "flat"
+        segments = _read(paths["segments"])[0][0].astype(np.int32)
+        # one polygon per region of one azimuth class and one pitch (a roof plane has one pitch)
+        pitch = _read(paths["pitch"])[0][0].astype(np.int32) if paths["pitch"].is_file() else None
+        key = segments * 100 + (pitch if pitch is not None else 0)
+        background = SEGMENT_BACKGROUND * 100
+        key[segments == SEGMENT_BACKGROUND] = background
+        for polygon, value in _polygons(key, background, where, options):
+            azimuth_class, degrees = divmod(value, 100)
+            name = AZIMUTH_NAMES[azimuth_class] if azimuth_class < SEGMENT_FLAT else "flat"
             layers["roof_segments"].append(
                 {
                     "geometry": polygon,
                     "source": stem,
-                    "azimuth_class": value,
+                    "azimuth_class": azimuth_class,
                     "azimuth_name": name,
-                    "compass_deg": compass_degrees(value),
-                    "pvgis_azimuth_deg": pvgis_azimuth(value),
+                    "compass_deg": compass_degrees(azimuth_class),
+                    "pvgis_azimuth_deg": pvgis_azimuth(azimuth_class),
+                    "pitch_deg": float(degrees) if pitch is not None else float("nan"),
                     "area_m2": polygon.area,
                 }
             )
@@ -271,19 +281,31 @@ def vectorize_stem(
     return layers, where
 
 
-def _field_arrays(features: list[dict], names: list[str]) -> list[np.ndarray]:
-    arrays = []
-    for name in names:
-        values = [f.get(name) for f in features]
-        if all(isinstance(v, (int, float, np.floating, np.integer)) or v is None for v in values) and any(
-            isinstance(v, float) for v in values
-        ):
-            arrays.append(np.array([np.nan if v is None else v for v in values], dtype=np.float64))
-        elif all(isinstance(v, (int, np.integer)) for v in values):
-            arrays.append(np.array(values, dtype=np.int32))
-        else:
-            arrays.append(np.array([None if v is None else str(v) for v in values], dtype=object))
-    return arrays
+# Fields of each layer and their types (every layer is written, empty or not, with this schema).
+LAYER_FIELDS: dict[str, dict[str, type]] = {
+    "buildings": {"source": str, "area_m2": float},
+    "roof_segments": {
+        "source": str,
+        "azimuth_class": int,
+        "azimuth_name": str,
+        "compass_deg": float,
+        "pvgis_azimuth_deg": float,
+        "pitch_deg": float,
+        "area_m2": float,
+    },
+    "superstructures": {"source": str, "class_id": int, "class_name": str, "area_m2": float},
+    "roof_lines": {"source": str, "line_class": str, "length_m": float},
+}
+FIELD_DTYPES = {str: object, int: np.int32, float: np.float64}
+
+
+def _field_arrays(features: list[dict], schema: dict[str, type]) -> list[np.ndarray]:
+    """One array per field of `schema` (missing values: NaN for floats, -1 for ints, None for text)."""
+    missing = {str: None, int: -1, float: np.nan}
+    return [
+        np.array([f.get(name, missing[kind]) for f in features], dtype=FIELD_DTYPES[kind])
+        for name, kind in schema.items()
+    ]
 
 
 def write_vectors(
@@ -309,9 +331,7 @@ def write_vectors(
     counts = {name: len(features) for name, features in layers.items()}
     if suffix == ".gpkg":
         for name, features in layers.items():
-            if not features:
-                continue
-            fields = [key for key in features[0] if key != "geometry"]
+            schema = LAYER_FIELDS[name]
             kind = "LineString" if name == "roof_lines" else "Polygon"
             geometries = [f["geometry"] for f in features]
             if kind == "Polygon" and any(g.geom_type != "Polygon" for g in geometries):
@@ -322,8 +342,8 @@ def write_vectors(
             pyogrio.raw.write(
                 out,
                 geometry=shapely.to_wkb(np.array(geometries, dtype=object)),
-                field_data=_field_arrays(features, fields),
-                fields=fields,
+                field_data=_field_arrays(features, schema),
+                fields=list(schema),
                 layer=name,
                 driver="GPKG",
                 geometry_type=kind,
@@ -343,12 +363,12 @@ def write_vectors(
         for name, layer in layers.items()
         for f in layer
     ]
-    fields = ["layer", *sorted({key for f in features for key in f if key not in ("geometry", "layer")})]
+    schema = {"layer": str, **{k: v for fields in LAYER_FIELDS.values() for k, v in fields.items()}}
     pyogrio.raw.write(
         out,
         geometry=shapely.to_wkb(np.array([f["geometry"] for f in features], dtype=object)),
-        field_data=_field_arrays(features, fields),
-        fields=fields,
+        field_data=_field_arrays(features, schema),
+        fields=list(schema),
         driver="GeoJSON",
         geometry_type="Unknown",
         crs="EPSG:4326",

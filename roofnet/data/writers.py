@@ -7,6 +7,7 @@ For each input `<stem>.<ext>` it writes into the output folder:
     <stem>_building.tif         uint8 0/1 footprint
     <stem>_lines.tif            4 bands uint8 probability * 255: eave, ridge, hip, valley
     <stem>_height.tif           float32 nDSM metres
+    <stem>_pitch.tif            uint8 roof pitch in degrees (one of the presets 0/15/25/30/35/45/60)
 
 Each window contributes only the part `PredictionWindows` told it to keep (the centre of the overlap
 with its neighbours), so tiles of any size are written without holding them in memory.
@@ -26,6 +27,7 @@ OUTPUTS = {
     "building": ("uint8", 1),
     "lines": ("uint8", 4),
     "height": ("float32", 1),
+    "pitch": ("uint8", 1),
 }
 
 
@@ -73,7 +75,8 @@ class PredictionRasterWriter:
 
     def write(self, batch: dict, outputs: dict[str, np.ndarray]) -> None:
         """`outputs`: per item, segments/superstructures/building `(B, H, W)`, lines `(B, 4, H, W)` uint8,
-        height `(B, H, W)` float32, all at window size."""
+        height `(B, H, W)` float32 (or per-item lists of them), each at its `source_window` size (the
+        window in input pixels)."""
         from rasterio.windows import Window
 
         for i in range(len(batch["file_index"])):

@@ -113,6 +113,7 @@ def test_synthetic_data_is_written_in_the_real_layouts(synthetic_root: Path) -> 
 def test_samples_hold_only_the_labels_their_dataset_has(synthetic_root: Path) -> None:
     rid = RIDDataset(synthetic_root / "rid", "train", 1, image_size=64)[0]
     assert set(rid) == {
+        "pitch",
         "image",
         "segments",
         "superstructures",
@@ -122,6 +123,9 @@ def test_samples_hold_only_the_labels_their_dataset_has(synthetic_root: Path) ->
     }
     assert rid["image"].shape == (3, 64, 64) and rid["image"].dtype == torch.float32
     assert torch.equal(rid["annotated_roof"], (rid["segments"] != SEGMENT_BACKGROUND).float())
+    # pitch from segments_reviewed.csv: a preset on every labelled roof pixel, ignored elsewhere
+    assert torch.equal(rid["pitch"] != 255, rid["segments"] != SEGMENT_BACKGROUND)
+    assert set(rid["pitch"].unique().tolist()) - {255} <= {2, 3, 4, 5}  # synthetic roofs: 25-45 degrees
     assert 0.099 < rid["metres_per_pixel"] < 0.101  # from degrees at the image's latitude
     roofline = RooflineDataset(synthetic_root / "roofline", "train", image_size=64)[0]
     assert set(roofline) == {"image", "lines", "line_channels", "height", "dataset"}

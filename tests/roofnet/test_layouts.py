@@ -192,3 +192,61 @@ def test_three_instances_of_three_line_channels_read_as_matlab_writes_them(tmp_p
     file = RooflineFile(tmp_path / "imdb.mat")
     assert (file.layout, len(file), file.size) == ("MATLAB [H W C N]", 3, (32, 32))
     assert np.array_equal(file.image(2), images[2])
+
+
+def test_rid_segments_csv_in_its_real_columns_rasterises_slopes(tmp_path: Path) -> None:
+    """TUMFTM/RID's segments_reviewed.csv: extra columns, WKT in (lat lon) order, azimuth 0 = south,
+    empty azimuth for flat roofs, slopes from presets (a few rows hold e.g. 33, some none)."""
+    import csv
+    import math
+
+    from rasterio.transform import from_origin
+
+    from roofnet.data.formats import PITCH_IGNORE, PITCH_PRESETS, RIDPitch
+
+    lat, lon = 48.40, 11.99
+    dlon, dlat = 0.1 / (111_320 * math.cos(math.radians(lat))), 0.1 / 111_320
+    transform = from_origin(lon, lat, dlon, dlat)
+    write_geotiff(tmp_path / "img.tif", np.zeros((40, 40, 3), np.uint8), transform, "EPSG:4326")
+
+    def box_wkt(row0, row1, col0, col1):  # pixel rows/cols -> MULTIPOLYGON in lat lon order
+        corners = [(col0, row0), (col1, row0), (col1, row1), (col0, row1), (col0, row0)]
+        points = [transform * corner for corner in corners]
+        return "MULTIPOLYGON (((" + ", ".join(f"{y!r} {x!r}" for x, y in points) + ")))"
+
+    rows = [
+        (box_wkt(0, 20, 0, 40), "-3.2", "35.0"),  # south-facing, 35 degrees
+        (box_wkt(20, 30, 0, 40), "", "33.0"),  # not a preset: nearest, 35
+        (box_wkt(30, 40, 0, 20), "91.0", ""),  # no slope: ignored
+    ]
+    with open(tmp_path / "segments_reviewed.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["", "Unnamed: 0", "id", "pv_area_id", "time_created", "segment", "gutter", "azimuth", "slope"]
+        )
+        for index, (wkt, azimuth, slope) in enumerate(rows):
+            writer.writerow(
+                [
+                    index,
+                    index,
+                    index + 1,
+                    7,
+                    "2021-08-13 12:30:50",
+                    wkt,
+                    "MULTILINESTRING EMPTY",
+                    azimuth,
+                    slope,
+                ]
+            )
+    pitch = RIDPitch(tmp_path / "segments_reviewed.csv").raster(tmp_path / "img.tif", (40, 40))
+    thirty_five = PITCH_PRESETS.index(35)
+    assert (pitch[2:18, 2:38] == thirty_five).all() and (pitch[22:28, 2:38] == thirty_five).all()
+    assert (pitch[32:, :] == PITCH_IGNORE).all()
+
+
+def test_rid_segments_csv_without_its_columns_is_named(tmp_path: Path) -> None:
+    from roofnet.data.formats import read_rid_segments_csv
+
+    (tmp_path / "segments_reviewed.csv").write_text("id,geometry\n1,POINT (0 0)\n")
+    with pytest.raises(RoofDataError, match=r"segments_reviewed\.csv: expected RID's segment columns"):
+        read_rid_segments_csv(tmp_path / "segments_reviewed.csv")

@@ -40,6 +40,7 @@ def test_model_has_one_head_per_task_at_input_resolution() -> None:
         "boundary": (2, 32, 64),
         "lines": (2, 4, 32, 64),
         "height": (2, 32, 64),
+        "pitch": (2, 7, 32, 64),
     }
     with pytest.raises(ValueError, match="70x64: both sides must be multiples of 32"):
         RoofNet(decoder_channels=(16, 16, 16, 16, 16))(torch.rand(1, 3, 70, 64))
@@ -63,7 +64,7 @@ def test_each_dataset_trains_only_the_losses_it_has_labels_for(synthetic_root: P
         [RooflineDataset(synthetic_root / "roofline", "train", image_size=32)[i] for i in range(2)]
     )
     # RID labels only the roofs it annotates: no footprint or boundary loss from its masks
-    assert set(task.task_losses(task(rid["image"]), rid)) == {"segments", "superstructures"}
+    assert set(task.task_losses(task(rid["image"]), rid)) == {"segments", "superstructures", "pitch"}
     airs = default_collate([AIRSDataset(synthetic_root / "airs", "val", 64)[i] for i in range(2)])
     assert set(task.task_losses(task(airs["image"]), airs)) == {"building", "boundary"}
     assert set(task.task_losses(task(roofline["image"]), roofline)) == {"lines", "height"}
@@ -272,6 +273,7 @@ def test_prediction_windows_are_stitched_exactly(tmp_path: Path) -> None:
             "building": red,
             "lines": np.repeat(red[:, None], 4, 1),
             "height": red.astype(np.float32),
+            "pitch": red,
         }
         writer.write(batch, outputs)
     assert not writer.open  # every file closed once its last window is written
@@ -290,7 +292,7 @@ def test_bundle_with_onnx_matches_pytorch(tmp_path: Path, architecture: str) -> 
     task.image_mean.fill_(0.4)
     export_bundle(task, tmp_path, onnx=True)
     manifest = json.loads((tmp_path / "bundle.json").read_text())
-    assert manifest["checks"]["onnx"]["outputs"] == 6  # every head, checked with onnxruntime
+    assert manifest["checks"]["onnx"]["outputs"] == 7  # every head, checked with onnxruntime
     assert torch.equal(load_bundle(tmp_path).image_mean, torch.full((3,), 0.4))  # statistics travel along
 
     # The check ran at the example's 64 x 64; the model also runs at other multiples of 32.

@@ -27,6 +27,8 @@ def _write_prediction(folder: Path, stem: str, transform, crs: str | None) -> No
     building[80:100, 20:40] = 1
     segments = np.full(building.shape, 17, np.uint8)
     segments[10:35, 50:150] = 0
+    pitch = np.zeros(building.shape, np.uint8)
+    pitch[10:60, 50:150] = 35
     segments[35:60, 50:150] = 8
     segments[80:100, 20:40] = 16
     supers = np.full(building.shape, 8, np.uint8)
@@ -37,6 +39,7 @@ def _write_prediction(folder: Path, stem: str, transform, crs: str | None) -> No
     write_geotiff(folder / f"{stem}_segments.tif", segments, transform, crs)
     write_geotiff(folder / f"{stem}_superstructures.tif", supers, transform, crs)
     write_geotiff(folder / f"{stem}_lines.tif", lines, transform, crs)
+    write_geotiff(folder / f"{stem}_pitch.tif", pitch, transform, crs)
 
 
 def _geographic_transform(pixel_m: float = 0.1):
@@ -78,7 +81,8 @@ def test_geopackage_round_trip_has_polygons_areas_azimuths_and_lines(
     column = list(info["fields"]).index
     assert set(segment) == {"N", "S", "flat"}
     assert segment["S"][column("pvgis_azimuth_deg")] == 0.0 and segment["S"][column("compass_deg")] == 180.0
-    assert segment["N"][column("pvgis_azimuth_deg")] == 180.0
+    assert segment["N"][column("pvgis_azimuth_deg")] == 180.0 and segment["N"][column("pitch_deg")] == 35.0
+    assert segment["flat"][column("pitch_deg")] == 0.0
     assert segment["N"][column("area_m2")] == pytest.approx(25.0, rel=0.01)
     info = pyogrio.read_info(tmp_path / "roofs.gpkg", layer="roof_lines")
     assert info["geometry_type"] == "LineString"

@@ -21,10 +21,10 @@ from roofnet.data.formats import (
     RID_SUPERSTRUCTURES,
     RoofDataError,
     RooflineFile,
-    _read_raster,
     airs_pairs,
     airs_split_labelled,
     raster_pixel_size,
+    read_raster,
     read_rid_split,
     rid_dataset_root,
     rid_split_dir,
@@ -100,7 +100,7 @@ def check_rid(root: Path, split_index: int, report: Report) -> list[str]:
     pixel_sizes, crs_names = [], set()
     for name in sorted({i for v in ids.values() for i in v}):
         image_path = rid / RID_IMAGES / f"{name}.tif"
-        images.add(_read_raster(image_path, None, None))
+        images.add(read_raster(image_path, None, None))
         size = raster_pixel_size(image_path)
         if size is not None:
             pixel_sizes.append(size)
@@ -108,11 +108,11 @@ def check_rid(root: Path, split_index: int, report: Report) -> list[str]:
         segments.add(
             single_band_label(
                 rid / RID_SEGMENTS / f"{name}.png",
-                _read_raster(rid / RID_SEGMENTS / f"{name}.png", None, None),
+                read_raster(rid / RID_SEGMENTS / f"{name}.png", None, None),
             )
         )
         path = rid / RID_SUPERSTRUCTURES / f"{name}.png"
-        supers.add(single_band_label(path, _read_raster(path, None, None)))
+        supers.add(single_band_label(path, read_raster(path, None, None)))
     swapped = f"are {RID_SEGMENTS}/ and {RID_SUPERSTRUCTURES}/ swapped?"
     if segments.high <= SUPERSTRUCTURE_BACKGROUND and segments.dominant == SUPERSTRUCTURE_BACKGROUND:
         raise RoofDataError(

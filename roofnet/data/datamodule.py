@@ -142,6 +142,8 @@ class RoofDataModule(LightningDataModule):
         image_size: side length of training/validation samples (RID and Roofline are resized,
             AIRS windows are cut at this size).
         rid_split: which of RID's five released splits (1..5).
+        rid_segments_csv: RID's segments_reviewed.csv for the pitch label; "auto" uses
+            `<RID folder>/segments_reviewed.csv` when present, null turns the pitch label off.
         roofline_val_fraction: share of Roofline instances held out for validation.
         airs_crops: random AIRS crops per epoch when max_samples is None.
         augment: random quarter turns and mirrors for training (azimuth classes remapped).
@@ -173,6 +175,7 @@ class RoofDataModule(LightningDataModule):
         num_workers: int = 0,
         image_size: int = 512,
         rid_split: int = 1,
+        rid_segments_csv: str | None = "auto",
         roofline_val_fraction: float = 0.15,
         airs_crops: int = 100,
         augment: bool = True,
@@ -221,6 +224,7 @@ class RoofDataModule(LightningDataModule):
         )
         self.predict_gsd = predict_gsd
         self.seed = seed
+        self.rid_segments_csv = rid_segments_csv
         self.predict_dataset: PredictionWindows | None = None
         self.image_mean: torch.Tensor | None = None
         self.image_std: torch.Tensor | None = None
@@ -248,7 +252,7 @@ class RoofDataModule(LightningDataModule):
         augment = self.augment and train
         if name == "rid":
             split = "train" if train else "test" if test else "val"
-            return RIDDataset(root, split, self.rid_split, size, augment)
+            return RIDDataset(root, split, self.rid_split, size, augment, self.rid_segments_csv)
         if name == "roofline":
             split = "train" if train else "val"
             return RooflineDataset(root, split, self.roofline_val_fraction, size, augment)
@@ -355,7 +359,9 @@ class RoofDataModule(LightningDataModule):
         `segments` (18,) and `superstructures` (9,); empty without RID."""
         if "rid" not in self.phases:
             return {}
-        dataset = RIDDataset(self.roots["rid"], "train", self.rid_split, self.image_size, augment=False)
+        dataset = RIDDataset(
+            self.roots["rid"], "train", self.rid_split, self.image_size, augment=False, segments_csv=None
+        )
         counts = {"segments": torch.zeros(18), "superstructures": torch.zeros(9)}
         for index in range(min(samples, len(dataset))):
             sample = dataset[index]

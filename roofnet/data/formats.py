@@ -151,7 +151,7 @@ def read_image(path: Path, window: tuple[int, int, int, int] | None = None, hand
     Windows past the raster's edge are padded with zeros (boundless read), so every window of a
     sliding grid has the same shape. `handle`: an open rasterio dataset to reuse.
     """
-    array = _read_raster(path, window, handle)
+    array = read_raster(path, window, handle)
     if array.ndim != 3 or array.shape[2] < 3:
         raise RoofDataError(f"{path}: expected an RGB image with 3 bands, got shape {array.shape}")
     if array.dtype != np.uint8:
@@ -167,7 +167,7 @@ def read_label(
     handle=None,
 ) -> np.ndarray:
     """Single-band class ids `(H, W)` uint8, checked against `allowed` values and the image `shape`."""
-    array = single_band_label(path, _read_raster(path, window, handle))
+    array = single_band_label(path, read_raster(path, window, handle))
     if shape is not None and array.shape != tuple(shape):
         raise RoofDataError(
             f"{path}: mask is {array.shape[0]}x{array.shape[1]}, its image is {shape[0]}x{shape[1]}"
@@ -197,7 +197,7 @@ def single_band_label(path: Path, array: np.ndarray) -> np.ndarray:
     )
 
 
-def _read_raster(path: Path, window: tuple[int, int, int, int] | None, handle) -> np.ndarray:
+def read_raster(path: Path, window: tuple[int, int, int, int] | None, handle) -> np.ndarray:
     """(H, W, C) array from rasterio (GeoTIFF) or Pillow (PNG/JPEG without a window)."""
     path = Path(path)
     if not path.is_file():
@@ -392,13 +392,23 @@ class RIDPitch:
     index (`PITCH_PRESETS`), `PITCH_IGNORE` where no segment with a slope covers the pixel."""
 
     def __init__(self, csv_path: Path) -> None:
-        import shapely
-
         self.csv_path = Path(csv_path)
         labelled = [(g, v) for g, v in read_rid_segments_csv(self.csv_path) if v != PITCH_IGNORE]
         self.geometries = [g for g, _ in labelled]
         self.values = [v for _, v in labelled]
-        self.tree = shapely.STRtree(self.geometries)
+        self._tree = None
+
+    @property
+    def tree(self):
+        """Spatial index of the segments, built on first use in each process (not pickled)."""
+        import shapely
+
+        if self._tree is None:
+            self._tree = shapely.STRtree(self.geometries)
+        return self._tree
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tree": None}
 
     def raster(self, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
         import rasterio

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from roofnet.data.formats import PITCH_IGNORE, PITCH_PRESETS
+from roofnet.data.formats import PITCH_IGNORE, PITCH_PRESETS, RoofDataError
 from roofnet.data.scenes import LINE_NAMES
 from roofnet.metrics import (
     AnnotatedRoofRecall,
@@ -85,6 +85,10 @@ class RoofTask(LightningModule):
             0.5 = inverse square root, 1 = inverse frequency.
         overlays: log prediction overlays to TensorBoard at every validation.
         predict_out_dir: where `mtl predict` writes rasters (default `<run dir>/predictions`).
+        predict_vectors: also write the predictions as vectors, "gpkg" or "geojson", into
+            `<predict_out_dir>/roofs.<ext>` (as `mtl roofnet vectorize` does; refused before predicting
+            if that file exists); None writes rasters only.
+        vector_simplify: simplification tolerance in metres for `predict_vectors`.
     """
 
     # The exported ONNX model takes images of any size the network does (multiples of 2**encoder_depth).
@@ -107,6 +111,8 @@ class RoofTask(LightningModule):
         class_balance: float = 0.5,
         overlays: bool = True,
         predict_out_dir: str | None = None,
+        predict_vectors: str | None = None,
+        vector_simplify: float = 0.2,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -114,6 +120,10 @@ class RoofTask(LightningModule):
         if unknown:
             raise ValueError(
                 f"RoofTask.loss_weights: unknown tasks {sorted(unknown)}; expected some of {TASKS}"
+            )
+        if predict_vectors not in (None, "gpkg", "geojson"):
+            raise ValueError(
+                f"RoofTask.predict_vectors: expected gpkg, geojson or null, got {predict_vectors!r}"
             )
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
         self.model = RoofNet(
@@ -369,7 +379,14 @@ class RoofTask(LightningModule):
         if dataset is None:
             raise ValueError("RoofTask.predict needs RoofDataModule (with --data.predict_path)")
         out = self.hparams.predict_out_dir or str(Path(self.trainer.log_dir or ".") / "predictions")
+        vectors = self._vector_path(Path(out))
+        if vectors is not None and vectors.exists():
+            raise RoofDataError(f"{vectors}: exists; move it away or set --model.predict_out_dir elsewhere")
         self._writer = PredictionRasterWriter(out, dataset)
+
+    def _vector_path(self, out_dir: Path) -> Path | None:
+        kind = self.hparams.get("predict_vectors")
+        return out_dir / f"roofs.{kind}" if kind else None
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, int]:
         outputs = self(batch["image"])
@@ -390,6 +407,14 @@ class RoofTask(LightningModule):
         if self._writer is not None:
             self._writer.close()
             print(f"RoofTask: wrote {len(self._writer.written)} rasters to {self._writer.out_dir}")
+            vectors = self._vector_path(self._writer.out_dir)
+            if vectors is not None:
+                from roofnet.data.vectors import VectorOptions, vectorize_folder
+
+                stems = [path.stem for path in self._writer.dataset.files]
+                options = VectorOptions(simplify_m=self.hparams.get("vector_simplify", 0.2))
+                counts = vectorize_folder(self._writer.out_dir, vectors, options, stems=stems)
+                print(f"RoofTask: wrote {vectors}: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
 def prediction_arrays(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

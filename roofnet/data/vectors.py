@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from roofnet.data.formats import RoofDataError
+from roofnet.data.formats import RoofDataError, pixel_size_metres
 from roofnet.data.scenes import (
     LINE_NAMES,
     SEGMENT_BACKGROUND,
@@ -107,6 +107,16 @@ class Georeference:
                 f"{path}: no CRS; areas in m^2 need a georeferenced raster (predict on a GeoTIFF)"
             )
         self.path, self.crs, self.transform = path, crs, transform
+        from roofnet.data.datasets import PLAUSIBLE_PIXEL_METRES
+
+        size = pixel_size_metres(crs, transform, height, width)
+        low, high = PLAUSIBLE_PIXEL_METRES
+        if size is None or not low <= size <= high:
+            found = "none" if size is None else f"{size:.3g} m"
+            raise RoofDataError(
+                f"{path}: pixel size in metres {found}, expected {low}..{high} m; the CRS {crs} and transform "
+                "give no usable scale for areas (was the image georeferenced?)"
+            )
         if crs.is_projected:
             factor = crs.linear_units_factor[1] if crs.linear_units_factor else 1.0
             if abs(factor - 1.0) > 1e-9:
@@ -377,13 +387,18 @@ def write_vectors(
 
 
 def vectorize_folder(
-    folder: Path, out: Path, options: VectorOptions | None = None, overwrite: bool = False
+    folder: Path,
+    out: Path,
+    options: VectorOptions | None = None,
+    overwrite: bool = False,
+    stems: list[str] | None = None,
 ) -> dict[str, int]:
-    """Vectorize every prediction in `folder` into `out`; all inputs must share one metric CRS."""
+    """Vectorize the predictions in `folder` (all, or those of `stems`) into `out`; all inputs must
+    share one metric CRS."""
     options = options or VectorOptions()
     merged: dict[str, list[dict]] = {name: [] for name in LAYERS}
     metric_crs = None
-    for stem in prediction_stems(folder):
+    for stem in stems if stems is not None else prediction_stems(folder):
         layers, where = vectorize_stem(folder, stem, options)
         if metric_crs is not None and where.metric_crs != metric_crs:
             raise RoofDataError(

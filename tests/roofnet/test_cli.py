@@ -156,21 +156,35 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monke
 
     # At a coarser training GSD: windows resampled to 15 cm and the outputs back to the tile's grid;
     # then the rasters become a GeoPackage a GIS opens, areas in m^2.
-    coarse = ["--data.predict_gsd", "0.15", "--model.predict_out_dir", str(tmp_path / "coarse")]
+    coarse = [
+        "--data.predict_gsd",
+        "0.15",
+        "--model.predict_out_dir",
+        str(tmp_path / "coarse"),
+        "--model.predict_vectors",
+        "gpkg",
+    ]
     main(["predict", "--config", str(QUICKSTART), *TINY, "--ckpt_path", "last", *map(str, windows), *coarse])
     with (
         rasterio.open(tile) as source,
         rasterio.open(tmp_path / "coarse/christchurch_test_000_segments.tif") as out,
     ):
         assert (out.height, out.width, out.transform) == (source.height, source.width, source.transform)
-    main(
-        ["roofnet", "vectorize", "--rasters", str(tmp_path / "coarse"), "--out", str(tmp_path / "roofs.gpkg")]
-    )
     import pyogrio
 
-    layers = {name for name, _ in pyogrio.list_layers(tmp_path / "roofs.gpkg")}
-    assert layers == {"buildings", "roof_segments", "superstructures", "roof_lines"}
-    assert "area_m2" in pyogrio.read_info(tmp_path / "roofs.gpkg", layer="buildings")["fields"]
+    verb = [
+        "roofnet",
+        "vectorize",
+        "--rasters",
+        str(tmp_path / "coarse"),
+        "--out",
+        str(tmp_path / "roofs.gpkg"),
+    ]
+    main(verb)
+    for vectors in (tmp_path / "coarse/roofs.gpkg", tmp_path / "roofs.gpkg"):  # predict's, then the verb's
+        layers = {name for name, _ in pyogrio.list_layers(vectors)}
+        assert layers == {"buildings", "roof_segments", "superstructures", "roof_lines"}
+        assert "area_m2" in pyogrio.read_info(vectors, layer="buildings")["fields"]
 
 
 def test_scaling_recipe_climbs_a_small_ladder(tmp_path: Path, monkeypatch) -> None:

@@ -149,3 +149,12 @@ def test_vectorize_verb_refuses_to_overwrite_and_rasters_without_a_crs(tmp_path:
         RoofDataError, match=r"photo_building\.tif: no CRS; areas in m\^2 need a georeferenced"
     ):
         vectorize_folder(tmp_path / "plain", tmp_path / "plain.gpkg")
+
+
+def test_geographic_rasters_without_a_usable_scale_are_refused(tmp_path: Path) -> None:
+    """EPSG:4326 with the one-degree placeholder transform of an image never georeferenced: no areas."""
+    _write_prediction(tmp_path / "pred", "tile", from_origin(0.0, 60.0, 1.0, 1.0), "EPSG:4326")
+    with pytest.raises(
+        RoofDataError, match=r"tile_building\.tif: pixel size in metres 1\.11e\+05 m, expected"
+    ):
+        vectorize_folder(tmp_path / "pred", tmp_path / "roofs.gpkg")

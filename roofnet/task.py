@@ -29,15 +29,18 @@ RID's shared test split and the Roofline/AIRS validation data):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 
+from common.errors import UserInputError
+from common.task import BaseTask
+from roofnet.data.datasets import DATASET_NAMES
 from roofnet.data.formats import PITCH_IGNORE, PITCH_PRESETS, RoofDataError
 from roofnet.data.scenes import LINE_NAMES
 from roofnet.metrics import (
@@ -62,9 +65,13 @@ DEFAULT_LOSS_WEIGHTS = {
 }
 
 
-class RoofTask(LightningModule):
+class RoofTask(BaseTask):
     """One shared encoder-decoder with heads for roof segments, superstructures, footprint, boundary,
-    lines and height, trained across RID, Roofline and AIRS.
+    lines, height and pitch, trained across RID, Roofline and AIRS.
+
+    Statistics of the training data (image mean/std, RID's class shares) arrive once at fit through
+    `BaseTask`'s hand-off (`RoofDataModule.fitted_statistics`) and live in buffers, so checkpoints and
+    bundles carry them and validating or testing a checkpoint uses the fit's class weights.
 
     Args:
         encoder: smp encoder name, or "tu-<timm name>".
@@ -72,11 +79,15 @@ class RoofTask(LightningModule):
         encoder_depth: encoder stages (inputs must be multiples of 2**depth).
         decoder_channels: decoder widths per stage.
         encoder_weights_path: local encoder weights file (nothing is downloaded).
-        loss_weights: weight per task (segments, superstructures, building, boundary, lines, height);
-            missing tasks keep their defaults, 0 switches a task off.
+        loss_weights: weight per task (segments, superstructures, building, boundary, lines, height,
+            pitch); missing tasks keep their defaults, 0 switches a task off.
         uncertainty_weighting: learn one log-variance per task to balance the losses.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
+        optimizer: "adamw", "adam" or "sgd" (see `common.task`).
+        lr: learning rate.
+        weight_decay: weight decay.
+        scheduler: "none", "cosine", "linear", "onecycle" or "plateau" (on val/segments_miou).
+        warmup_steps: linear warm-up steps before the schedule.
+        plateau_patience: validations without improvement before the plateau scheduler lowers the LR.
         line_pos_weight: BCE weight of line pixels (lines are thin: a few % of pixels).
         boundary_pos_weight: BCE weight of boundary-band pixels.
         line_tolerance: pixels of tolerance for the line F-score.
@@ -93,6 +104,8 @@ class RoofTask(LightningModule):
 
     # The exported ONNX model takes images of any size the network does (multiples of 2**encoder_depth).
     onnx_dynamic_axes = {0: {2: "height", 3: "width"}}
+    metric_stages = ("val", "test")
+    monitor, monitor_mode = "val/segments_miou", "max"
 
     def __init__(
         self,
@@ -103,8 +116,12 @@ class RoofTask(LightningModule):
         encoder_weights_path: str | None = None,
         loss_weights: dict[str, float] | None = None,
         uncertainty_weighting: bool = False,
+        optimizer: str = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
+        scheduler: str = "none",
+        warmup_steps: int = 0,
+        plateau_patience: int = 3,
         line_pos_weight: float = 5.0,
         boundary_pos_weight: float = 3.0,
         line_tolerance: int = 2,
@@ -114,46 +131,52 @@ class RoofTask(LightningModule):
         predict_vectors: str | None = None,
         vector_simplify: float = 0.2,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
         unknown = set(loss_weights or {}) - set(TASKS)
         if unknown:
-            raise ValueError(
-                f"RoofTask.loss_weights: unknown tasks {sorted(unknown)}; expected some of {TASKS}"
+            raise UserInputError(
+                f"model.loss_weights: unknown tasks {sorted(unknown)}; expected some of {TASKS}"
             )
         if predict_vectors not in (None, "gpkg", "geojson"):
-            raise ValueError(
-                f"RoofTask.predict_vectors: expected gpkg, geojson or null, got {predict_vectors!r}"
+            raise UserInputError(
+                f"model.predict_vectors: expected gpkg, geojson or null, got {predict_vectors!r}"
             )
-        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        super().__init__()
+        self._writer = None
+
+    def configure_losses(self) -> None:
+        self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(self.hparams.loss_weights or {})}
+
+    def configure_models(self) -> None:
+        hp = self.hparams
         self.model = RoofNet(
-            encoder,
-            architecture,
-            encoder_depth,
-            tuple(decoder_channels or (256, 128, 64, 32, 32)),
-            encoder_weights_path,
+            hp.encoder,
+            hp.architecture,
+            hp.encoder_depth,
+            tuple(hp.decoder_channels or (256, 128, 64, 32, 32)),
+            hp.encoder_weights_path,
         )
-        self.log_variances = nn.Parameter(torch.zeros(len(TASKS))) if uncertainty_weighting else None
-        # Normalisation statistics of the training images, filled from the DataModule in `setup`.
+        self.log_variances = nn.Parameter(torch.zeros(len(TASKS))) if hp.uncertainty_weighting else None
+        # Statistics of the training data (`receive_statistics`), saved in checkpoints and bundles.
         self.register_buffer("image_mean", torch.tensor([0.5, 0.5, 0.5]))
         self.register_buffer("image_std", torch.tensor([0.25, 0.25, 0.25]))
-        # Cross-entropy class weights from RID's class shares (see `class_balance`), recomputed from the
-        # data in every run, so not saved.
-        self.register_buffer("segments_class_weights", torch.ones(18), persistent=False)
-        self.register_buffer("superstructures_class_weights", torch.ones(9), persistent=False)
-        self.example_input_array = torch.zeros(1, 3, 2**encoder_depth * 2, 2**encoder_depth * 2)
-        self.metrics = nn.ModuleDict(
+        self.register_buffer("segments_class_weights", torch.ones(18))
+        self.register_buffer("superstructures_class_weights", torch.ones(9))
+        self.example_input_array = torch.zeros(1, 3, 2**hp.encoder_depth * 2, 2**hp.encoder_depth * 2)
+
+    def configure_metrics(self) -> nn.ModuleDict:
+        """One metric per task, accumulated over an epoch and computed in `compute_metrics` (the base
+        keeps one copy for validation and one for test)."""
+        return nn.ModuleDict(
             {
                 "segments": ClassIoU(18),
                 "superstructures": ClassIoU(9),
                 "rid_annotated_roof": AnnotatedRoofRecall(),
                 "airs_building": BuildingIoU(),
-                "lines": LineFScore(len(LINE_NAMES), line_tolerance),
+                "lines": LineFScore(len(LINE_NAMES), self.hparams.line_tolerance),
                 "height": HeightErrors(),
                 "pitch": ClassIoU(len(PITCH_PRESETS), ignore_index=PITCH_IGNORE),
             }
         )
-        self._writer = None
 
     # -- model -----------------------------------------------------------------------------------------
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -161,16 +184,19 @@ class RoofTask(LightningModule):
         mean, std = self.image_mean.view(1, 3, 1, 1), self.image_std.view(1, 3, 1, 1)
         return self.model((image - mean) / std)
 
+    def receive_statistics(self, statistics: Mapping[str, Any]) -> None:
+        """Image mean/std into their buffers; RID's class shares (`segments_shares`,
+        `superstructures_shares`) become the cross-entropy class weights (see `class_balance`)."""
+        statistics = dict(statistics)
+        for key in ("segments", "superstructures"):
+            share = statistics.pop(f"{key}_shares", None)
+            if share is not None:
+                weights = class_balanced_weights(torch.as_tensor(share), self.hparams.class_balance)
+                statistics[f"{key}_class_weights"] = weights
+        super().receive_statistics(statistics)
+
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        mean = getattr(datamodule, "image_mean", None)
-        if stage == "fit" and mean is not None:
-            self.image_mean.copy_(mean)
-            self.image_std.copy_(datamodule.image_std)
-        shares = getattr(datamodule, "class_shares", None) or {}
-        for key, share in shares.items():
-            weights = class_balanced_weights(share, self.hparams.class_balance)
-            getattr(self, f"{key}_class_weights").copy_(weights)
+        super().setup(stage)
         if stage == "fit" and self._trainer is not None:
             self._let_ddp_skip_heads_without_labels()
 
@@ -198,11 +224,6 @@ class RoofTask(LightningModule):
         if "find_unused_parameters" not in ddp_kwargs and not ddp_kwargs.get("static_graph"):
             ddp_kwargs["find_unused_parameters"] = True
             rank_zero_info("RoofTask: DDP find_unused_parameters=True (heads without labels in a batch)")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
 
     # -- losses ----------------------------------------------------------------------------------------
     def task_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -261,9 +282,8 @@ class RoofTask(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for name, value in losses.items():
             self.log(f"train/{name}_loss", value, batch_size=size)
-        phase = getattr(self.trainer.datamodule, "current_phase", None) if self.trainer.datamodule else None
-        if phase in ("rid", "roofline", "airs"):
-            self.log("train/phase", float(("rid", "roofline", "airs").index(phase)), batch_size=size)
+        # which dataset trained this step (sequential mode: the phase), from the batch itself
+        self.log("train/phase", float(DATASET_NAMES.index(batch["dataset"][0])), batch_size=size)
         return loss
 
     # -- validation -------------------------------------------------------------------------------------
@@ -272,7 +292,7 @@ class RoofTask(LightningModule):
         losses = self.task_losses(outputs, batch)
         dataset = batch["dataset"][0]
         size = batch["image"].shape[0]
-        stage = "test" if self.trainer.testing else "val"
+        stage = self.stage
         if losses:
             total = self.total_loss(losses)
             self.log(
@@ -283,37 +303,38 @@ class RoofTask(LightningModule):
             self.log_overlay(batch, outputs, dataset)
 
     def update_metrics(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any], dataset: str) -> None:
+        metrics = self.stage_metrics(self.stage)
         if "segments" in batch:
-            self.metrics["segments"].update(outputs["segments"], batch["segments"])
-            self.metrics["superstructures"].update(outputs["superstructures"], batch["superstructures"])
-        if "building" in batch and f"{dataset}_building" in self.metrics:
-            self.metrics[f"{dataset}_building"].update(
+            metrics["segments"].update(outputs["segments"], batch["segments"])
+            metrics["superstructures"].update(outputs["superstructures"], batch["superstructures"])
+        if "building" in batch and f"{dataset}_building" in metrics:
+            metrics[f"{dataset}_building"].update(
                 outputs["building"], batch["building"], batch.get("metres_per_pixel")
             )
         if "annotated_roof" in batch:
-            self.metrics["rid_annotated_roof"].update(outputs["building"], batch["annotated_roof"])
+            metrics["rid_annotated_roof"].update(outputs["building"], batch["annotated_roof"])
         if "lines" in batch:
-            self.metrics["lines"].update(outputs["lines"], batch["lines"], batch["line_channels"][0])
+            metrics["lines"].update(outputs["lines"], batch["lines"], batch["line_channels"][0])
         if "height" in batch:
-            self.metrics["height"].update(outputs["height"], batch["height"])
+            metrics["height"].update(outputs["height"], batch["height"])
         if "pitch" in batch:
-            self.metrics["pitch"].update(outputs["pitch"], batch["pitch"])
+            metrics["pitch"].update(outputs["pitch"], batch["pitch"])
 
     def on_validation_epoch_end(self) -> None:
-        for name, value in self.compute_metrics().items():
+        for name, value in self.compute_metrics("val").items():
             self.log(f"val/{name}", value)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         self.validation_step(batch, batch_idx, dataloader_idx)
 
     def on_test_epoch_end(self) -> None:
-        for name, value in self.compute_metrics().items():
+        for name, value in self.compute_metrics("test").items():
             self.log(f"test/{name}", value)
 
-    def compute_metrics(self) -> dict[str, torch.Tensor]:
-        """Scalars of every metric that saw data this epoch (then reset)."""
+    def compute_metrics(self, stage: str = "val") -> dict[str, torch.Tensor]:
+        """Scalars of every metric of `stage` that saw data this epoch (then reset)."""
         values: dict[str, torch.Tensor] = {}
-        for key, metric in self.metrics.items():
+        for key, metric in self.stage_metrics(stage).items():
             if metric.update_count == 0:
                 continue
             result = metric.compute()
@@ -374,15 +395,11 @@ class RoofTask(LightningModule):
     def on_predict_start(self) -> None:
         from roofnet.data.writers import PredictionRasterWriter
 
-        datamodule = self.trainer.datamodule
-        dataset = getattr(datamodule, "predict_dataset", None)
-        if dataset is None:
-            raise ValueError("RoofTask.predict needs RoofDataModule (with --data.predict_path)")
         out = self.hparams.predict_out_dir or str(Path(self.trainer.log_dir or ".") / "predictions")
         vectors = self._vector_path(Path(out))
         if vectors is not None and vectors.exists():
             raise RoofDataError(f"{vectors}: exists; move it away or set --model.predict_out_dir elsewhere")
-        self._writer = PredictionRasterWriter(out, dataset)
+        self._writer = PredictionRasterWriter(out)
 
     def _vector_path(self, out_dir: Path) -> Path | None:
         kind = self.hparams.get("predict_vectors")
@@ -411,7 +428,7 @@ class RoofTask(LightningModule):
             if vectors is not None:
                 from roofnet.data.vectors import VectorOptions, vectorize_folder
 
-                stems = [path.stem for path in self._writer.dataset.files]
+                stems = [path.stem for path in self._writer.sources]
                 options = VectorOptions(simplify_m=self.hparams.get("vector_simplify", 0.2))
                 counts = vectorize_folder(self._writer.out_dir, vectors, options, stems=stems)
                 print(f"RoofTask: wrote {vectors}: " + ", ".join(f"{k}: {v}" for k, v in counts.items()))

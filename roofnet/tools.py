@@ -1,4 +1,4 @@
-"""`mtl roofnet <verb>`: synthetic data and dataset checks (heavy imports stay inside the functions)."""
+"""`mtl roofnet <verb>`: generate (synthetic data), check (a dataset), vectorize (predictions); heavy imports stay inside the functions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def synth(
+def generate(
     out: Path,
     samples: int = 32,
     image_size: int = 128,
@@ -55,14 +55,14 @@ def check(root: Path, image_size: int = 512, rid_split: int = 1) -> dict:
     superstructures folder is refused), all three RID splits, Roofline's struct and axis order, and
     each AIRS tile's raster profile (blocks, compression, pixel size, nodata share), with a
     recommendation when tiles are striped. The first file that would break training ends the check
-    with one line naming it.
+    with one line naming it (a `RoofDataError`, which `mtl` prints as `mtl: error: ...`).
 
     Args:
         root: folder holding rid/, roofline/ and/or airs/ as they unpack (rid/ may hold RID_dataset/).
         image_size: sample side used for the check (AIRS windows).
         rid_split: which of RID's five split files to check.
     """
-    return _user_errors(_check, Path(root), image_size, rid_split)
+    return _check(Path(root), image_size, rid_split)
 
 
 def _check(root: Path, image_size: int, rid_split: int) -> dict:
@@ -71,7 +71,9 @@ def _check(root: Path, image_size: int, rid_split: int) -> dict:
 
     phases = [name for name in ("rid", "roofline", "airs") if (root / name).exists()]
     if not phases:
-        raise SystemExit(f"mtl: error: {root}: no rid/, roofline/ or airs/ folder")
+        from roofnet.data.formats import RoofDataError
+
+        raise RoofDataError(f"{root}: no rid/, roofline/ or airs/ folder")
     report = Report()
     checks = {
         "rid": lambda: check_rid(root / "rid", rid_split, report),
@@ -81,7 +83,12 @@ def _check(root: Path, image_size: int, rid_split: int) -> dict:
     for name in phases:
         checks[name]()
     datamodule = RoofDataModule(
-        str(root), phases=phases, image_size=image_size, synthesize=False, augment=False, rid_split=rid_split
+        str(root),
+        phases=phases,
+        image_size=image_size,
+        synthetic_samples=0,
+        augment=False,
+        rid_split=rid_split,
     )
     counts = {}
     for name in phases:
@@ -126,20 +133,10 @@ def vectorize(
     from roofnet.data.vectors import VectorOptions, vectorize_folder
 
     options = VectorOptions(simplify, min_area, line_threshold, min_length)
-    counts = _user_errors(vectorize_folder, Path(rasters), Path(out), options, overwrite)
+    counts = vectorize_folder(Path(rasters), Path(out), options, overwrite)
     print(f"wrote {out}: " + ", ".join(f"{name}: {count}" for name, count in counts.items()))
     return counts
 
 
-def _user_errors(function: Callable, *args, **kwargs):
-    """Run `function`; a problem with the user's files ends in one line naming the file, no traceback."""
-    from roofnet.data.formats import RoofDataError
-
-    try:
-        return function(*args, **kwargs)
-    except RoofDataError as error:
-        raise SystemExit(f"mtl: error: {error}") from None
-
-
 def commands() -> dict[str, Callable]:
-    return {"synth": synth, "check": check, "vectorize": vectorize}
+    return {"generate": generate, "check": check, "vectorize": vectorize}

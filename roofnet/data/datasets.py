@@ -438,7 +438,12 @@ class PredictionWindows(_OpenRasters, Dataset):
         return len(self.items)
 
     def windows_of(self, file_index: int) -> int:
-        return sum(1 for item in self.items if item["file_index"] == file_index)
+        if not hasattr(self, "_window_counts"):
+            counts: dict[int, int] = {}
+            for item in self.items:
+                counts[item["file_index"]] = counts.get(item["file_index"], 0) + 1
+            self._window_counts = counts
+        return self._window_counts.get(file_index, 0)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
@@ -458,9 +463,14 @@ class PredictionWindows(_OpenRasters, Dataset):
                 image[None], (self.window, self.window), mode="bilinear", align_corners=False, antialias=True
             )[0].clamp(0, 1)
         top, bottom, left, right = item["keep"]
+        height, width = self.sizes[item["file_index"]]
         return {
             "image": image,
             "file_index": item["file_index"],
+            "path": str(path),
+            "height": height,
+            "width": width,
+            "windows": self.windows_of(item["file_index"]),
             "row": item["row"],
             "col": item["col"],
             "source_window": side,

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserInputError
+
 RID_IMAGES = "images_roof_centered_geotiff"
 RID_SEGMENTS = "masks_segments_reviewed"
 RID_SUPERSTRUCTURES = "masks_superstructures_reviewed"
@@ -51,13 +53,7 @@ MATLAB_HEADER = (
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
 
-try:  # the platform's base class for errors about a user's files, where this tree has it
-    from common.errors import UserInputError as _UserInputError
-except ImportError:  # pragma: no cover - older platform: the CLI still prints ValueErrors' messages
-    _UserInputError = ValueError
-
-
-class RoofDataError(_UserInputError):
+class RoofDataError(UserInputError):
     """A dataset file that cannot be used; the message names the file and what was expected."""
 
 

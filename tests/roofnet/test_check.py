@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from common.cli import main
-from roofnet.data.formats import RID_SEGMENTS, RID_SUPERSTRUCTURES, write_geotiff
+from roofnet.data.formats import RID_SEGMENTS, RID_SUPERSTRUCTURES, RoofDataError, write_geotiff
 from roofnet.tools import check
 
 
@@ -46,7 +46,7 @@ def test_swapped_segment_and_superstructure_folders_are_refused(unpacked: Path) 
     (rid / RID_SUPERSTRUCTURES).rename(rid / RID_SEGMENTS)
     (rid / "swap").rename(rid / RID_SUPERSTRUCTURES)
     with pytest.raises(
-        SystemExit, match=r"masks_segments_reviewed: masks hold 0\.\.[0-8] with 8 dominant.*swapped\?"
+        RoofDataError, match=r"masks_segments_reviewed: masks hold 0\.\.[0-8] with 8 dominant.*swapped\?"
     ):
         check(unpacked)
 
@@ -74,8 +74,8 @@ def test_airs_labels_in_0_255_are_named_in_one_line(unpacked: Path, capsys) -> N
     write_geotiff(label, (data * 255).astype(np.uint8), transform, "EPSG:2193", tiled=True)
     with pytest.raises(SystemExit) as exit_info:
         main(["roofnet", "check", "--root", str(unpacked)])
-    message = str(exit_info.value)
-    assert (
-        message.startswith("mtl: error: ") and "train/label: label values up to 255; expected 0/1" in message
-    )
-    assert "\n" not in message
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert message.startswith("mtl: error: ")
+    assert "train/label: label values up to 255; expected 0/1" in message
+    assert message.count("\n") == 1 and "Traceback" not in message

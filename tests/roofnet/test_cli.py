@@ -1,4 +1,4 @@
-"""The real `mtl` command line on the roofnet recipes: synth, fit through the phases, resume, export, predict."""
+"""The real `mtl` command line on the roofnet recipes: generate, fit through the phases, resume, export, predict."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ SMALL = [
     "--trainer.enable_progress_bar", "false",
     "--data.image_size", "32",
     "--data.batch_size", "2",
-    "--data.val_max_samples", "2",
+    "--data.max_val_samples", "2",
     "--data.synthetic_samples", "8",
     "--data.synthetic_image_size", "64",
     "--data.synthetic_airs_tile_size", "320",
@@ -46,10 +46,10 @@ def _adam_steps(checkpoint: dict) -> tuple[int, int]:
     return int(states[0]["step"]), max(int(state["step"]) for state in states.values())
 
 
-def test_synth_writes_all_three_layouts(tmp_path: Path, monkeypatch) -> None:
+def test_generate_writes_all_three_layouts(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # in this process: the same command line without a subprocess's start-up
-    synth = ["--out", "data", "--samples", "3", "--image_size", "32", "--airs_tile_size", "256"]
-    main(["roofnet", "synth", *synth])
+    generate = ["--out", "data", "--samples", "3", "--image_size", "32", "--airs_tile_size", "256"]
+    main(["roofnet", "generate", *generate])
     assert len(list((tmp_path / "data/rid/images_roof_centered_geotiff").glob("*.tif"))) == 3
     assert (tmp_path / "data/roofline/imdb.mat").is_file()
     assert len(list((tmp_path / "data/airs/val/image").glob("*.tif"))) == 1

@@ -147,7 +147,7 @@ def test_rid_images_in_a_projected_crs_read_too(tmp_path: Path) -> None:
 
 
 def test_airs_test_stage_uses_the_labelled_test_tiles(synthetic_root: Path) -> None:
-    datamodule = RoofDataModule(str(synthetic_root), phases=["airs"], image_size=256, synthesize=False)
+    datamodule = RoofDataModule(str(synthetic_root), phases=["airs"], image_size=256, synthetic_samples=0)
     test = datamodule.dataset("airs", train=False, test=True)
     assert [image.parent.parent.name for image, _ in test.pairs] == ["test"]
     assert "building" in test[0]
@@ -159,7 +159,7 @@ def test_airs_test_stage_without_test_labels_falls_back_to_val_and_warns(
     root = tmp_path / "airs"
     shutil.copytree(synthetic_root / "airs", root)
     shutil.rmtree(root / "test" / "label")
-    datamodule = RoofDataModule(str(tmp_path), phases=["airs"], image_size=256, synthesize=False)
+    datamodule = RoofDataModule(str(tmp_path), phases=["airs"], image_size=256, synthetic_samples=0)
     with pytest.warns(UserWarning, match=r"test/label: no labels for every test tile"):
         test = datamodule.dataset("airs", train=False, test=True)
     assert [image.parent.parent.name for image, _ in test.pairs] == ["val"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -104,24 +103,25 @@ def test_class_balanced_weights_favour_rare_classes_and_keep_the_loss_scale() ->
 
 def test_task_weights_its_cross_entropy_by_the_class_shares_of_rid(synthetic_root: Path) -> None:
     dm = RoofDataModule(str(synthetic_root), phases=["rid", "roofline"], image_size=32)
-    dm.setup("validate")
-    shares = dm.class_shares
-    assert set(shares) == {"segments", "superstructures"} and float(
-        shares["segments"].sum()
-    ) == pytest.approx(1.0)
-    assert shares["segments"][17] == shares["segments"].max()  # background: most pixels
+    dm.setup("fit")
+    statistics = dm.fitted_statistics()
+    assert set(statistics) == {"image_mean", "image_std", "segments_shares", "superstructures_shares"}
+    shares = statistics["segments_shares"]
+    assert float(shares.sum()) == pytest.approx(1.0)
+    assert shares[17] == shares.max()  # background: most pixels
     rid = default_collate([RIDDataset(synthetic_root / "rid", "train", 1, 32)[i] for i in range(2)])
     losses = {}
     for balance in (0.0, 0.5):
         task = RoofTask(class_balance=balance, **SMALL)
-        task.trainer = SimpleNamespace(datamodule=dm, strategy=None)
-        task.setup("fit")
+        task.receive_statistics(statistics)  # what BaseTask.setup("fit") hands over
         with torch.no_grad():
             losses[balance] = task.task_losses(task(rid["image"]), rid)["segments"]
         if balance:
             weights = task.segments_class_weights
             assert weights[17] < 1 < weights[:16].min()  # background down, azimuth classes up
-            assert "segments_class_weights" not in task.state_dict()  # recomputed, never saved
+            # kept in checkpoints, so validating or testing a checkpoint weighs as its fit did
+            assert torch.equal(task.state_dict()["segments_class_weights"], weights)
+            assert torch.equal(task.image_mean, statistics["image_mean"])
     assert losses[0.0] != losses[0.5]
 
 
@@ -263,7 +263,7 @@ def test_prediction_windows_are_stitched_exactly(tmp_path: Path) -> None:
     source = tmp_path / "tile.tif"
     write_geotiff(source, pixels, from_origin(1570000.0, 5180000.0, 0.075, 0.075), "EPSG:2193")
     windows = PredictionWindows([source], window=128, overlap=32)
-    writer = PredictionRasterWriter(tmp_path / "out", windows)
+    writer = PredictionRasterWriter(tmp_path / "out")
     for start in range(0, len(windows), 3):
         batch = default_collate([windows[i] for i in range(start, min(start + 3, len(windows)))])
         red = (batch["image"][:, 0] * 255).round().to(torch.uint8).numpy()

@@ -66,7 +66,7 @@ def test_outputs_resampled_back_are_written_on_the_input_grid(tmp_path: Path) ->
     transform = from_origin(1570000.0, 5180000.0, 0.05, 0.05)
     write_geotiff(source, pixels, transform, "EPSG:2193")
     windows = PredictionWindows([source], window=64, overlap=16, predict_gsd=0.10)
-    writer = PredictionRasterWriter(tmp_path / "out", windows)
+    writer = PredictionRasterWriter(tmp_path / "out")
     for start in range(0, len(windows), 2):
         batch = default_collate([windows[i] for i in range(start, min(start + 2, len(windows)))])
         red = batch["image"][:, 0]

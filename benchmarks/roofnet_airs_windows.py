@@ -1,13 +1,15 @@
 """AIRS window reads vs whole-tile reads: windows per second and peak RSS, in one run.
 
 Writes one 10000 x 10000 RGB tile (tiled GeoTIFF, like the synthetic AIRS layout; about 300 MB) into a
-temporary folder once, then in two fresh subprocesses measures
+temporary folder once, then in fresh subprocesses measures
   - windows: `AIRSDataset` random 512 x 512 crops (image + label) through the real loader;
-  - baseline: reading the whole tile into memory (what a naive loader does) and cropping from it.
+  - baseline: reading the whole tile into memory (what a naive loader does) and cropping from it;
+  - with `--striped`: the same windows from the same tile written striped (one strip per row) and
+    LZW-compressed, as real tiles may be (`mtl roofnet check` reports a tile's layout).
 Prints windows/s, peak RSS and the RSS added by reading (peak minus the RSS after imports) and their
 ratios. Goal (issue 4): >= 50 windows/s and < 500 MB for reading a 10000 x 10000 tile.
 
-    .venv/bin/python benchmarks/roofnet_airs_windows.py [--size 10000] [--windows 200]
+    .venv/bin/python benchmarks/roofnet_airs_windows.py [--size 10000] [--windows 200] [--striped]
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ print(json.dumps({{"windows_per_s": windows / elapsed, "peak_rss_mb": peak, "add
 """
 
 
-def write_tile(root: Path, size: int) -> None:
-    """One tile of `size` x `size`, written in 1024-row strips so generating it never needs the whole tile."""
+def write_tile(root: Path, size: int, striped: bool = False) -> None:
+    """One tile of `size` x `size`, written 1024 x 1024 at a time so generating it never needs the whole
+    tile; tiled (256 px blocks, uncompressed) or `striped` (one row per strip, LZW)."""
     import rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
@@ -70,10 +73,11 @@ def write_tile(root: Path, size: int) -> None:
         "height": size,
         "transform": from_origin(1570000.0, 5180000.0, 0.075, 0.075),
         "crs": "EPSG:2193",
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
     }
+    if striped:
+        profile.update(blockysize=1, compress="lzw")
+    else:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
     strip = render_scene(1024, 1024, rng, cell=112)  # one rendered block, repeated: reading cost is the same
     for kind, count, dtype, block in (
         ("image", 3, "uint8", strip.image),
@@ -106,17 +110,27 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=10000, help="tile side in pixels")
     parser.add_argument("--windows", type=int, default=200, help="512 px windows read per measurement")
+    parser.add_argument("--striped", action="store_true", help="also read windows of a striped LZW copy")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="roofnet_airs_") as tmp:
         root = Path(tmp)
         start = time.perf_counter()
-        write_tile(root, args.size)
+        write_tile(root / "tiled", args.size)
         print(f"wrote a {args.size}x{args.size} tile in {time.perf_counter() - start:.1f} s")
-        windows = measure("windows", root, args.windows)
-        whole = measure("whole", root, args.windows)
+        windows = measure("windows", root / "tiled", args.windows)
+        whole = measure("whole", root / "tiled", args.windows)
+        rows = [("AIRSDataset windows", windows), ("whole-tile read", whole)]
+        if args.striped:
+            write_tile(root / "striped", args.size, striped=True)
+            striped = measure("windows", root / "striped", args.windows)
+            rows.insert(1, ("windows, striped LZW", striped))
     print(f"{'':22s}{'windows/s':>12s}{'peak RSS MB':>14s}{'added by reads MB':>20s}")
-    for label, row in (("AIRSDataset windows", windows), ("whole-tile read", whole)):
+    for label, row in rows:
         print(f"{label:22s}{row['windows_per_s']:12.1f}{row['peak_rss_mb']:14.0f}{row['added_rss_mb']:20.0f}")
+    if args.striped:
+        print(
+            f"ratio striped/tiled windows: throughput x{striped['windows_per_s'] / windows['windows_per_s']:.2f}"
+        )
     print(
         f"ratio windows/whole: throughput x{windows['windows_per_s'] / whole['windows_per_s']:.2f}, "
         f"memory added by reading x{windows['added_rss_mb'] / max(whole['added_rss_mb'], 1):.3f}"

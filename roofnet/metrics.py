@@ -2,8 +2,15 @@
 
 - `ClassIoU`: per-class IoU from a confusion matrix; mIoU over the classes that occur (in the target
   or the prediction), so classes absent from a small validation set do not count as 0.
-- `BuildingIoU`: IoU of the building footprint and Boundary IoU (Cheng et al. 2021): IoU of the bands
-  `mask - erode(mask, d)` with d = 2 % of the image diagonal (at least 1 px).
+- `BuildingIoU`: IoU of the building footprint and Boundary IoU as the reference implementation
+  defines it (Cheng et al. 2021, bowenc0221/boundary-iou-api `mask_to_boundary`): the band
+  `mask - erode(mask, d)`, the mask zero-padded first so that a mask cut by the image border has a
+  band along that border, d = round(2 % of the image diagonal), at least 1 px; both pooled over all
+  pixels of the epoch and as the mean over images (MapAI's way; images where prediction and target
+  are both empty are left out of the mean).
+- `AnnotatedRoofRecall`: share of the roof pixels RID annotated that are predicted as building. RID
+  labels only the buildings it annotates, so predicted building pixels elsewhere are not errors and
+  IoU against its masks would count them as such.
 - `LineFScore`: per line class, precision = predicted line pixels within `tolerance` px of a true line,
   recall = true line pixels within `tolerance` px of a predicted one; F = 2PR / (P + R).
 - `HeightErrors`: RMSE, MAE, NMAD = 1.4826 * median(|e - median(e)|) and delta<1.25 (share of pixels
@@ -27,16 +34,36 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return (x[:, 0] if squeeze else x) > 0.5
 
 
-def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
-    """Binary erosion of `(B, H, W)` masks (outside the image counts as inside the mask)."""
-    return ~dilate(~mask.bool(), radius)
+def erode(mask: torch.Tensor, radius: int, outside_is_mask: bool = True) -> torch.Tensor:
+    """Binary erosion of `(B, H, W)` masks with a square of side 2*radius+1.
+
+    `outside_is_mask`: pixels beyond the image count as mask (a mask cut by the border is not eroded
+    there) or, False, as background (the reference Boundary IoU's zero padding).
+    """
+    if radius <= 0:
+        return mask.bool()
+    if outside_is_mask:
+        return ~dilate(~mask.bool(), radius)
+    padded = F.pad(mask.float()[:, None], (radius,) * 4, value=0.0)
+    return -F.max_pool2d(-padded, 2 * radius + 1, stride=1)[:, 0] > 0.5
 
 
-def boundary_band(mask: torch.Tensor, fraction: float = 0.02) -> torch.Tensor:
-    """`mask - erode(mask, d)`, d = `fraction` of the image diagonal (Boundary IoU's definition)."""
-    height, width = mask.shape[-2:]
-    radius = max(round(fraction * (height**2 + width**2) ** 0.5), 1)
-    return mask.bool() & ~erode(mask, radius)
+def boundary_radius(height: int, width: int, fraction: float = 0.02) -> int:
+    """Boundary IoU's d in pixels: round(`fraction` of the image diagonal), at least 1."""
+    return max(round(fraction * (height**2 + width**2) ** 0.5), 1)
+
+
+def boundary_band(
+    mask: torch.Tensor, fraction: float = 0.02, border_is_boundary: bool = True
+) -> torch.Tensor:
+    """`mask - erode(mask, d)`, d = `boundary_radius` (Boundary IoU's band).
+
+    `border_is_boundary` (the reference's definition, used by the metric): where the image border cuts
+    the mask, the band runs along the border. False (the boundary head's training target): only the
+    mask's own edges are boundary, as a window border is not where a roof ends.
+    """
+    radius = boundary_radius(*mask.shape[-2:], fraction)
+    return mask.bool() & ~erode(mask, radius, outside_is_mask=not border_is_boundary)
 
 
 class ClassIoU(Metric):
@@ -72,7 +99,13 @@ class ClassIoU(Metric):
 
 
 class BuildingIoU(Metric):
-    """Building IoU and Boundary IoU of footprint logits `(B, H, W)` against 0/1 targets."""
+    """Building IoU and Boundary IoU of footprint logits `(B, H, W)` against 0/1 targets, pooled over
+    the epoch's pixels and averaged per image.
+
+    `compute()` -> iou, boundary_iou (pooled), image_iou, image_boundary_iou (mean over images),
+    boundary_px (d of the last batch, pixels) and boundary_m (d in metres, mean over the images whose
+    `metres_per_pixel` was known; NaN if none).
+    """
 
     full_state_update = False
 
@@ -81,15 +114,43 @@ class BuildingIoU(Metric):
         self.boundary_fraction = boundary_fraction
         for name in ("intersection", "union", "boundary_intersection", "boundary_union"):
             self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+        for name in ("image_iou_sum", "image_iou_count", "image_boundary_sum", "image_boundary_count"):
+            self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("metres_sum", "metres_count", "radius_px"):
+            self.add_state(
+                name,
+                torch.zeros((), dtype=torch.float64),
+                dist_reduce_fx="sum" if name != "radius_px" else "max",
+            )
 
-    def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+    def update(
+        self, logits: torch.Tensor, target: torch.Tensor, metres_per_pixel: torch.Tensor | None = None
+    ) -> None:
         pred, true = logits > 0, target > 0.5
-        self.intersection += (pred & true).sum()
-        self.union += (pred | true).sum()
+        inter, union = (pred & true).sum((1, 2)), (pred | true).sum((1, 2))
         pred_band = boundary_band(pred, self.boundary_fraction)
         true_band = boundary_band(true, self.boundary_fraction)
-        self.boundary_intersection += (pred_band & true_band).sum()
-        self.boundary_union += (pred_band | true_band).sum()
+        band_inter, band_union = (pred_band & true_band).sum((1, 2)), (pred_band | true_band).sum((1, 2))
+        self.intersection += inter.sum()
+        self.union += union.sum()
+        self.boundary_intersection += band_inter.sum()
+        self.boundary_union += band_union.sum()
+        for total, count, a, b in (
+            ("image_iou_sum", "image_iou_count", inter, union),
+            ("image_boundary_sum", "image_boundary_count", band_inter, band_union),
+        ):
+            seen = b > 0
+            setattr(self, total, getattr(self, total) + (a[seen].double() / b[seen]).sum())
+            setattr(self, count, getattr(self, count) + seen.sum())
+        radius = boundary_radius(*pred.shape[-2:], self.boundary_fraction)
+        self.radius_px = torch.maximum(
+            self.radius_px, torch.tensor(float(radius), dtype=torch.float64, device=self.radius_px.device)
+        )
+        if metres_per_pixel is not None:
+            known = torch.as_tensor(metres_per_pixel, dtype=torch.float64, device=self.metres_sum.device)
+            known = known[~known.isnan()]
+            self.metres_sum += (known * radius).sum()
+            self.metres_count += known.numel()
 
     def compute(self) -> dict[str, torch.Tensor]:
         def ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -98,7 +159,32 @@ class BuildingIoU(Metric):
         return {
             "iou": ratio(self.intersection, self.union).float(),
             "boundary_iou": ratio(self.boundary_intersection, self.boundary_union).float(),
+            "image_iou": ratio(self.image_iou_sum, self.image_iou_count).float(),
+            "image_boundary_iou": ratio(self.image_boundary_sum, self.image_boundary_count).float(),
+            "boundary_px": self.radius_px.float(),
+            "boundary_m": ratio(self.metres_sum, self.metres_count).float(),
         }
+
+
+class AnnotatedRoofRecall(Metric):
+    """Share of annotated roof pixels `(B, H, W)` 0/1 that the footprint logits predict as building."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name in ("hits", "total"):
+            self.add_state(name, torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor, annotated: torch.Tensor) -> None:
+        roof = annotated > 0.5
+        self.hits += (roof & (logits > 0)).sum()
+        self.total += roof.sum()
+
+    def compute(self) -> torch.Tensor:
+        if self.total == 0:
+            return torch.tensor(float("nan"))
+        return (self.hits.double() / self.total).float()
 
 
 class LineFScore(Metric):

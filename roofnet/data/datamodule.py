@@ -17,11 +17,11 @@ The knobs StagedScaling climbs are plain attributes read when the dataloaders ar
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import (
     BatchSampler,
     ConcatDataset,
@@ -32,7 +32,9 @@ from torch.utils.data import (
     Subset,
 )
 
-from common.resumable_loader import EpochRandomSampler, ResumableLoader
+from common.data import BaseDataModule
+from common.errors import UserInputError
+from common.resumable_loader import EpochRandomSampler
 from roofnet.data.datasets import (
     DATASET_NAMES,
     AIRSDataset,
@@ -41,6 +43,7 @@ from roofnet.data.datasets import (
     RooflineDataset,
     list_prediction_inputs,
 )
+from roofnet.data.formats import airs_split_labelled
 from roofnet.data.synthetic import SyntheticLayout, write_synthetic
 
 DEFAULT_ROOT = ".cache/mtl/roofnet/synthetic"
@@ -120,12 +123,16 @@ class HomogeneousBatchSampler(BatchSampler):
         return sum(-(-size // self.batch_size) for size in self.sizes) // self.num_replicas
 
 
-class RoofDataModule(LightningDataModule):
+class RoofDataModule(BaseDataModule):
     """The three roof datasets in their real layouts, with an embedded synthetic default.
+
+    The loaders come from `BaseDataModule.make_loader` (resumable training order, worker policy);
+    `fitted_statistics()` hands the task the image mean/std and RID's class shares once, at fit.
 
     Args:
         root: holds rid/, roofline/ and airs/ (default `.cache/mtl/roofnet/synthetic` under the working
-            directory); when it is empty and `synthesize` is set, synthetic data is written there first.
+            directory); when none of the used datasets is there and `synthetic_samples` > 0, synthetic
+            data is written there first.
         rid_root: RID root if not `<root>/rid`.
         roofline_root: folder of imdb.mat if not `<root>/roofline`.
         airs_root: AIRS root if not `<root>/airs`.
@@ -134,23 +141,28 @@ class RoofDataModule(LightningDataModule):
         epochs_per_phase: epochs on each dataset before the next one (sequential mode).
         max_samples: training samples per dataset and epoch (None: all; AIRS: number of random crops,
             default `airs_crops`).
-        val_max_samples: validation samples per dataset (None: all).
+        max_val_samples: validation (and test) samples per dataset (None: all).
         batch_size: samples per batch.
         num_workers: DataLoader worker processes.
         image_size: side length of training/validation samples (RID and Roofline are resized,
             AIRS windows are cut at this size).
         rid_split: which of RID's five released splits (1..5).
+        rid_segments_csv: RID's segments_reviewed.csv for the pitch label; "auto" uses
+            `<RID folder>/segments_reviewed.csv` when present, null turns the pitch label off.
         roofline_val_fraction: share of Roofline instances held out for validation.
         airs_crops: random AIRS crops per epoch when max_samples is None.
         augment: random quarter turns and mirrors for training (azimuth classes remapped).
-        synthesize: write synthetic data into an empty `root`.
-        synthetic_samples: RID and Roofline samples the synthetic generator writes.
+        synthetic_samples: RID and Roofline samples the synthetic generator writes into an empty
+            `root` (0: never write; real data only).
         synthetic_image_size: side of synthetic RID and Roofline images.
         synthetic_airs_tile_size: side of synthetic AIRS tiles (real ones: 10000).
         predict_path: image file or folder for `mtl predict`.
         predict_window: window side for prediction (AIRS tiles are cut into overlapping windows).
         predict_overlap: pixels shared by neighbouring prediction windows.
-        seed: shuffling seed of the mixed-mode batch order.
+        predict_gsd: metres per pixel the model was trained at (RID about 0.10, AIRS 0.075): inputs are
+            resampled to it window by window and the outputs back to the input's grid; None predicts at
+            each input's own resolution (warned about when an input has no usable pixel size).
+        seed: seed of the synthetic data, the training order and the mixed-mode batch order.
     """
 
     def __init__(
@@ -163,24 +175,25 @@ class RoofDataModule(LightningDataModule):
         mode: str = "sequential",
         epochs_per_phase: int = 1,
         max_samples: int | None = None,
-        val_max_samples: int | None = None,
+        max_val_samples: int | None = None,
         batch_size: int = 2,
         num_workers: int = 0,
         image_size: int = 512,
         rid_split: int = 1,
+        rid_segments_csv: str | None = "auto",
         roofline_val_fraction: float = 0.15,
         airs_crops: int = 100,
         augment: bool = True,
-        synthesize: bool = True,
         synthetic_samples: int = 32,
         synthetic_image_size: int = 128,
         synthetic_airs_tile_size: int = 1024,
         predict_path: str | None = None,
         predict_window: int = 512,
         predict_overlap: int = 64,
+        predict_gsd: float | None = None,
         seed: int = 0,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, max_samples, max_val_samples, synthetic_samples, seed)
         self.phases = list(phases or DATASET_NAMES)
         unknown = [p for p in self.phases if p not in DATASET_NAMES]
         if unknown or not self.phases:
@@ -198,30 +211,30 @@ class RoofDataModule(LightningDataModule):
             "airs": Path(airs_root) if airs_root else self.root / "airs",
         }
         self.mode, self.epochs_per_phase = mode, epochs_per_phase
-        self.max_samples, self.val_max_samples = max_samples, val_max_samples
-        self.batch_size, self.num_workers, self.image_size = batch_size, num_workers, image_size
+        self.image_size = image_size
         self.rid_split, self.roofline_val_fraction, self.airs_crops = (
             rid_split,
             roofline_val_fraction,
             airs_crops,
         )
-        self.augment, self.synthesize = augment, synthesize
-        self.synthetic_samples, self.synthetic_image_size = synthetic_samples, synthetic_image_size
+        self.augment = augment
+        self.synthetic_image_size = synthetic_image_size
         self.synthetic_airs_tile_size = synthetic_airs_tile_size
         self.predict_path, self.predict_window, self.predict_overlap = (
             predict_path,
             predict_window,
             predict_overlap,
         )
-        self.seed = seed
+        self.predict_gsd = predict_gsd
+        self.rid_segments_csv = rid_segments_csv
         self.predict_dataset: PredictionWindows | None = None
-        self.image_mean: torch.Tensor | None = None
-        self.image_std: torch.Tensor | None = None
-        self.class_shares: dict[str, torch.Tensor] | None = None
+        self._statistics: dict[str, torch.Tensor] = {}
 
     # -- data on disk ------------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
-        if not self.synthesize or any(self.roots[name].exists() for name in self.phases):
+    def prepare_synthetic_data(self) -> None:
+        """Write the synthetic RID, Roofline and AIRS layouts into `root` when none of the datasets used
+        is there yet (a root holding real data is never written into)."""
+        if any(self.roots[name].exists() for name in self.phases):
             return
         layout = SyntheticLayout(
             samples=self.synthetic_samples,
@@ -234,18 +247,26 @@ class RoofDataModule(LightningDataModule):
 
     def dataset(self, name: str, train: bool, test: bool = False) -> Dataset:
         """One dataset at the current `image_size`: the training split (with augmentation), validation,
-        or with `test` RID's shared test split (Roofline and AIRS: their validation data, as AIRS's
-        test tiles have no labels)."""
+        or with `test` the test split: RID's shared test split, AIRS's test/ tiles when they carry
+        labels (else its validation tiles, with a warning), Roofline's validation instances (Roofline
+        ships no split)."""
         root, size = self.roots[name], self.image_size
         augment = self.augment and train
         if name == "rid":
             split = "train" if train else "test" if test else "val"
-            return RIDDataset(root, split, self.rid_split, size, augment)
+            return RIDDataset(root, split, self.rid_split, size, augment, self.rid_segments_csv)
         if name == "roofline":
             split = "train" if train else "val"
             return RooflineDataset(root, split, self.roofline_val_fraction, size, augment)
         if train:
             return AIRSDataset(root, "train", size, True, self.max_samples or self.airs_crops, augment)
+        if test:
+            if airs_split_labelled(root, "test"):
+                return AIRSDataset(root, "test", size)
+            warnings.warn(
+                f"{root / 'test' / 'label'}: no labels for every test tile; testing AIRS on val/",
+                stacklevel=2,
+            )
         return AIRSDataset(root, "val", size)
 
     # -- phases --------------------------------------------------------------------------------------------
@@ -270,20 +291,15 @@ class RoofDataModule(LightningDataModule):
         step = len(dataset) // limit if spread else 1
         return Subset(dataset, range(0, step * limit, step))
 
-    def _loader(self, dataset: Dataset, shuffle: bool, **kwargs) -> DataLoader:
-        return ResumableLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
-            num_workers=self.num_workers,
-            persistent_workers=False,
-            **kwargs,
-        )
+    def _train_loader(self, dataset: Dataset) -> DataLoader:
+        # a last batch of one sample would reach BatchNorm alone; tiny datasets keep their one batch
+        self.drop_last_train = len(dataset) > self.batch_size
+        return self.make_loader(dataset, "train", sampler=EpochRandomSampler(dataset, self.seed))
 
     def train_dataloader(self) -> DataLoader:
         if self.mode == "sequential":
             dataset = self._limited(self.dataset(self.current_phase, train=True), self.max_samples)
-            return self._loader(dataset, shuffle=True, drop_last=len(dataset) > self.batch_size)
+            return self._train_loader(dataset)
         parts = [self._limited(self.dataset(name, train=True), self.max_samples) for name in self.phases]
         trainer = getattr(self, "trainer", None)
         dataset = ConcatDataset(parts)
@@ -295,33 +311,34 @@ class RoofDataModule(LightningDataModule):
             rank=trainer.global_rank if trainer is not None else 0,
             sampler=EpochRandomSampler(dataset),  # carries Lightning's epoch (DDP: a DistributedSampler)
         )
-        return ResumableLoader(dataset, batch_sampler=sampler, num_workers=self.num_workers)
+        return self.make_loader(dataset, "train", batch_sampler=sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
         return [
-            self._loader(
-                self._limited(self.dataset(name, train=False), self.val_max_samples, spread=True),
-                shuffle=False,
+            self.make_loader(
+                self._limited(self.dataset(name, train=False), self.max_val_samples, spread=True), "val"
             )
             for name in self.phases
         ]
 
     def test_dataloader(self) -> list[DataLoader]:
         return [
-            self._loader(
-                self._limited(self.dataset(name, False, test=True), self.val_max_samples, True), False
+            self.make_loader(
+                self._limited(self.dataset(name, False, test=True), self.max_val_samples, True), "test"
             )
             for name in self.phases
         ]
 
     def predict_dataloader(self) -> DataLoader:
         if not self.predict_path:
-            raise ValueError(
-                "RoofDataModule.predict_path: set --data.predict_path to an image file or folder"
+            raise UserInputError(
+                "data.predict_path: set --data.predict_path to an image file or folder to predict"
             )
         files = list_prediction_inputs(self.predict_path)
-        self.predict_dataset = PredictionWindows(files, self.predict_window, self.predict_overlap)
-        return self._loader(self.predict_dataset, shuffle=False)
+        self.predict_dataset = PredictionWindows(
+            files, self.predict_window, self.predict_overlap, self.predict_gsd
+        )
+        return self.make_loader(self.predict_dataset, "predict")
 
     def image_statistics(self, samples: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std `(3,)` of up to `samples` training images per dataset."""
@@ -338,7 +355,9 @@ class RoofDataModule(LightningDataModule):
         `segments` (18,) and `superstructures` (9,); empty without RID."""
         if "rid" not in self.phases:
             return {}
-        dataset = RIDDataset(self.roots["rid"], "train", self.rid_split, self.image_size, augment=False)
+        dataset = RIDDataset(
+            self.roots["rid"], "train", self.rid_split, self.image_size, augment=False, segments_csv=None
+        )
         counts = {"segments": torch.zeros(18), "superstructures": torch.zeros(9)}
         for index in range(min(samples, len(dataset))):
             sample = dataset[index]
@@ -346,9 +365,21 @@ class RoofDataModule(LightningDataModule):
                 count += torch.bincount(sample[key].flatten(), minlength=len(count)).float()
         return {key: count / count.sum() for key, count in counts.items()}
 
-    def setup(self, stage: str) -> None:
-        """Image statistics and RID's class shares from the training data, for the task to keep."""
-        if stage == "fit" and self.image_mean is None:
-            self.image_mean, self.image_std = self.image_statistics()
-        if stage in ("fit", "validate", "test") and self.class_shares is None:
-            self.class_shares = self.label_shares()
+    def setup(self, stage: str | None = None) -> None:
+        """At fit: the image statistics and RID's class shares of the training data, for the task."""
+        if stage == "fit" and not self._statistics:
+            mean, std = self.image_statistics()
+            self._statistics = {"image_mean": mean, "image_std": std}
+            self._statistics.update({f"{key}_shares": share for key, share in self.label_shares().items()})
+
+    def fitted_statistics(self) -> dict[str, torch.Tensor]:
+        """`image_mean`, `image_std` `(3,)` and, with RID, `segments_shares` `(18,)` and
+        `superstructures_shares` `(9,)` (the task turns the shares into class weights)."""
+        return dict(self._statistics)
+
+    def data_summary(self) -> str | None:
+        """Markdown: where each dataset was read from and the mode."""
+        rows = [f"| {name} | {self.roots[name]} |" for name in self.phases]
+        return "\n".join(
+            [f"roofnet, {self.mode} mode, phases {self.phases}", "", "| dataset | root |", "|---|---|", *rows]
+        )

@@ -5,7 +5,13 @@ Keys, with `S` the configured `image_size`:
     image            (3, S, S) float32 in [0, 1]                          all
     segments         (S, S) int64 0..17 (17 background)                   RID
     superstructures  (S, S) int64 0..8 (8 background)                     RID
-    building         (S, S) float32 0/1 (RID: segments != background)     RID, AIRS
+    building         (S, S) float32 0/1 footprint                         AIRS
+    annotated_roof   (S, S) float32 0/1: roofs RID annotated (segments != background); RID labels only the
+                     buildings it annotates, other roofs in its images are background, so this is not
+                     a footprint label and trains no loss (see `roofnet.task`)    RID
+    metres_per_pixel float: pixel side of the sample in metres (NaN if unknown) RID, AIRS
+    pitch            (S, S) int64 index into PITCH_PRESETS (0/15/25/30/35/45/60 degrees), 255 where
+                     no segment slope is known; rasterised from segments_reviewed.csv   RID (with CSV)
     lines            (C, S, S) float32 0/1, C = 3 (eave, ridge, hip) or 4  Roofline
     line_channels    (C,) int64 indices into (eave, ridge, hip, valley)   Roofline
     height           (S, S) float32 nDSM metres                           Roofline
@@ -18,6 +24,7 @@ only sees real labels. AIRS tiles are read by windows; a whole tile is never loa
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,15 +36,19 @@ from torch.utils.data import Dataset
 from roofnet.data.formats import (
     RID_IMAGES,
     RID_SEGMENTS,
+    RID_SEGMENTS_CSV,
     RID_SUPERSTRUCTURES,
+    RIDPitch,
     RoofDataError,
     RooflineFile,
     airs_pairs,
     image_files,
+    raster_pixel_size,
     raster_size,
     read_image,
     read_label,
     read_rid_split,
+    rid_dataset_root,
 )
 from roofnet.data.scenes import SEGMENT_BACKGROUND, SEGMENT_FLAT, SUPERSTRUCTURE_BACKGROUND
 
@@ -57,7 +68,9 @@ def resize_sample(sample: dict, size: int) -> dict:
         return sample
     out = dict(sample)
     out["image"] = F.interpolate(sample["image"][None], (size, size), mode="bilinear", align_corners=False)[0]
-    for key in ("segments", "superstructures", "building"):
+    if "metres_per_pixel" in sample:
+        out["metres_per_pixel"] = sample["metres_per_pixel"] * max(height, width) / size
+    for key in ("segments", "superstructures", "building", "annotated_roof", "pitch"):
         if key in sample:
             value = sample[key][None, None].float()
             out[key] = F.interpolate(value, (size, size), mode="nearest")[0, 0].to(sample[key].dtype)
@@ -101,11 +114,16 @@ class RIDDataset(Dataset):
     """RID roof-centred images with segment and superstructure masks, for one split file.
 
     Args:
-        root: RID root (holds images_roof_centered_geotiff/, masks_*_reviewed/, filenames_train_val_test_split/).
+        root: RID folder (holds images_roof_centered_geotiff/, masks_*_reviewed/,
+            filenames_train_val_test_split/), or a folder above it (`RID_dataset/`,
+            `m1655470/RID_dataset/`, `data/`: see `roofnet.data.formats.RID_NESTINGS`).
         split: "train", "val" or "test".
         split_index: which of the five released splits (1..5).
         image_size: side length samples are resized to.
         augment: random quarter turns and mirrors (azimuth classes remapped).
+        segments_csv: RID's segments_reviewed.csv, for the pitch label; "auto" (default) uses
+            `<RID folder>/segments_reviewed.csv` when it exists (the TUMFTM/RID repository's `data/`),
+            None never.
     """
 
     def __init__(
@@ -115,11 +133,15 @@ class RIDDataset(Dataset):
         split_index: int = 1,
         image_size: int = 512,
         augment: bool = False,
+        segments_csv: str | Path | None = "auto",
     ) -> None:
-        self.root = Path(root)
+        self.root = rid_dataset_root(Path(root))
         self.ids = read_rid_split(self.root, split, split_index)
         self.image_size = image_size
         self.augment = augment
+        if segments_csv == "auto":
+            segments_csv = self.root / RID_SEGMENTS_CSV if (self.root / RID_SEGMENTS_CSV).is_file() else None
+        self.pitch = RIDPitch(Path(segments_csv)) if segments_csv else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -134,13 +156,17 @@ class RIDDataset(Dataset):
             self.root / RID_SUPERSTRUCTURES / f"{name}.png", range(SUPERSTRUCTURE_BACKGROUND + 1), shape
         )
         segments_t = torch.from_numpy(segments).long()
+        pixel_size = raster_pixel_size(image_path) if image_path.suffix.lower() in (".tif", ".tiff") else None
         sample = {
             "image": image_tensor(pixels),
             "segments": segments_t,
             "superstructures": torch.from_numpy(supers).long(),
-            "building": (segments_t != SEGMENT_BACKGROUND).float(),
+            "annotated_roof": (segments_t != SEGMENT_BACKGROUND).float(),
+            "metres_per_pixel": float("nan") if pixel_size is None else pixel_size,
             "dataset": "rid",
         }
+        if self.pitch is not None:
+            sample["pitch"] = torch.from_numpy(self.pitch.raster(image_path, shape)).long()
         sample = resize_sample(sample, self.image_size)
         return augment_sample(sample, _sample_generator(index)) if self.augment else sample
 
@@ -247,6 +273,7 @@ class AIRSDataset(_OpenRasters, Dataset):
         self.root = Path(root)
         self.pairs = airs_pairs(self.root, split, labelled=split != "test")
         self.sizes = [raster_size(image) for image, _ in self.pairs]
+        self.pixel_sizes = [raster_pixel_size(image) for image, _ in self.pairs]
         for (image, label), size in zip(self.pairs, self.sizes, strict=True):
             if label is not None and raster_size(label) != size:
                 raise RoofDataError(
@@ -286,7 +313,12 @@ class AIRSDataset(_OpenRasters, Dataset):
             label = None
             if label_path is not None:
                 label = read_label(label_path, (0, 1), window=window, handle=self._handle(label_path))
-        sample = {"image": image_tensor(pixels), "dataset": "airs"}
+        pixel_size = self.pixel_sizes[tile]
+        sample = {
+            "image": image_tensor(pixels),
+            "metres_per_pixel": float("nan") if pixel_size is None else pixel_size,
+            "dataset": "airs",
+        }
         if label is not None:
             sample["building"] = torch.from_numpy(label.astype(np.float32))
         return augment_sample(sample, _sample_generator(index)) if self.augment else sample
@@ -310,6 +342,35 @@ def keep_bounds(starts: Sequence[int], window: int, length: int) -> list[tuple[i
     return list(itertools.pairwise(cuts))
 
 
+PLAUSIBLE_PIXEL_METRES = (0.005, 50.0)  # aerial to coarse satellite; outside: a placeholder geotransform
+
+
+def prediction_pixel_size(path: Path, predict_gsd: float | None) -> float | None:
+    """Metres per pixel of an input to predict, or None when none can be derived.
+
+    GeoTIFFs in a projected CRS give it directly, geographic ones (RID's EPSG:4326) from the degrees at
+    their latitude. No CRS, or a size outside `PLAUSIBLE_PIXEL_METRES` (a GeoTIFF in EPSG:4326 whose
+    transform is the one-degree placeholder of an image that was never georeferenced): refused when
+    `predict_gsd` needs it, else a warning that nothing metric can follow (no areas from vectorize).
+    """
+    size = raster_pixel_size(path) if path.suffix.lower() in (".tif", ".tiff") else None
+    if size is not None and not PLAUSIBLE_PIXEL_METRES[0] <= size <= PLAUSIBLE_PIXEL_METRES[1]:
+        size = None
+    if size is None:
+        why = (
+            f"{path}: no metric pixel size (no CRS, or a geographic CRS whose transform gives no plausible "
+            f"size in metres, {PLAUSIBLE_PIXEL_METRES[0]}..{PLAUSIBLE_PIXEL_METRES[1]} m)"
+        )
+        if predict_gsd:
+            raise RoofDataError(
+                f"{why}; --data.predict_gsd {predict_gsd} needs it: georeference the image or unset it"
+            )
+        warnings.warn(
+            f"{why}; predicting at its own resolution, and no areas can be computed from it", stacklevel=3
+        )
+    return size
+
+
 class PredictionWindows(_OpenRasters, Dataset):
     """Overlapping windows over input images of any size, for `mtl predict`.
 
@@ -318,32 +379,58 @@ class PredictionWindows(_OpenRasters, Dataset):
     where it goes in the full image, so the writer can stitch by windowed writes without ever
     holding a whole tile.
 
+    With `predict_gsd` (metres per pixel the model was trained at), each input is read at its own pixel
+    size (`prediction_pixel_size`) in windows covering `window * predict_gsd` metres, resampled to
+    `window` pixels for the model; `source_window` tells the task the side to resample its outputs
+    back to, so the rasters written keep the input's grid.
+
     Args:
         files: input rasters (GeoTIFF, PNG, JPEG).
-        window: window side (a multiple of 32).
-        overlap: pixels shared by neighbouring windows.
+        window: window side given to the model (a multiple of 32).
+        overlap: model pixels shared by neighbouring windows.
+        predict_gsd: training pixel size in metres, or None to predict at each input's own resolution.
     """
 
-    def __init__(self, files: Sequence[str | Path], window: int = 512, overlap: int = 64) -> None:
+    def __init__(
+        self,
+        files: Sequence[str | Path],
+        window: int = 512,
+        overlap: int = 64,
+        predict_gsd: float | None = None,
+    ) -> None:
         if window % 32:
             raise ValueError(f"predict window {window} must be a multiple of 32")
         if not 0 <= overlap < window:
             raise ValueError(f"predict overlap {overlap} must be in [0, {window})")
+        if predict_gsd is not None and predict_gsd <= 0:
+            raise ValueError(f"predict_gsd must be a positive size in metres, got {predict_gsd}")
         self.files = [Path(f) for f in files]
         if not self.files:
             raise RoofDataError("no input images to predict")
-        self.window, self.overlap = window, overlap
+        self.window, self.overlap, self.predict_gsd = window, overlap, predict_gsd
         self.items: list[dict] = []
         self.sizes = []
+        self.pixel_sizes = []
         for index, path in enumerate(self.files):
             height, width = raster_size(path) if path.suffix.lower() in (".tif", ".tiff") else _pil_size(path)
             self.sizes.append((height, width))
-            rows = grid_starts(height, window, window - overlap)
-            cols = grid_starts(width, window, window - overlap)
-            for row, (top, bottom) in zip(rows, keep_bounds(rows, window, height), strict=True):
-                for col, (left, right) in zip(cols, keep_bounds(cols, window, width), strict=True):
+            pixel_size = prediction_pixel_size(path, predict_gsd)
+            self.pixel_sizes.append(pixel_size)
+            scale = predict_gsd / pixel_size if predict_gsd else 1.0  # input pixels per model pixel
+            side = max(round(window * scale), 1)
+            shared = min(round(overlap * scale), side - 1)
+            rows = grid_starts(height, side, side - shared)
+            cols = grid_starts(width, side, side - shared)
+            for row, (top, bottom) in zip(rows, keep_bounds(rows, side, height), strict=True):
+                for col, (left, right) in zip(cols, keep_bounds(cols, side, width), strict=True):
                     self.items.append(
-                        {"file_index": index, "row": row, "col": col, "keep": (top, bottom, left, right)}
+                        {
+                            "file_index": index,
+                            "row": row,
+                            "col": col,
+                            "side": side,
+                            "keep": (top, bottom, left, right),
+                        }
                     )
         self._handles: dict[Path, object] = {}
 
@@ -351,26 +438,42 @@ class PredictionWindows(_OpenRasters, Dataset):
         return len(self.items)
 
     def windows_of(self, file_index: int) -> int:
-        return sum(1 for item in self.items if item["file_index"] == file_index)
+        if not hasattr(self, "_window_counts"):
+            counts: dict[int, int] = {}
+            for item in self.items:
+                counts[item["file_index"]] = counts.get(item["file_index"], 0) + 1
+            self._window_counts = counts
+        return self._window_counts.get(file_index, 0)
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        path = self.files[item["file_index"]]
-        window = (item["row"], item["col"], self.window, self.window)
+        path, side = self.files[item["file_index"]], item["side"]
+        window = (item["row"], item["col"], side, side)
         if path.suffix.lower() in (".tif", ".tiff"):
             with self._reading():
                 pixels = read_image(path, window, self._handle(path))
         else:
             full = read_image(path)
-            pixels = np.zeros((self.window, self.window, 3), np.uint8)
-            part = full[item["row"] : item["row"] + self.window, item["col"] : item["col"] + self.window]
+            pixels = np.zeros((side, side, 3), np.uint8)
+            part = full[item["row"] : item["row"] + side, item["col"] : item["col"] + side]
             pixels[: part.shape[0], : part.shape[1]] = part
+        image = image_tensor(pixels)
+        if side != self.window:  # to the training pixel size (antialiased when shrinking)
+            image = F.interpolate(
+                image[None], (self.window, self.window), mode="bilinear", align_corners=False, antialias=True
+            )[0].clamp(0, 1)
         top, bottom, left, right = item["keep"]
+        height, width = self.sizes[item["file_index"]]
         return {
-            "image": image_tensor(pixels),
+            "image": image,
             "file_index": item["file_index"],
+            "path": str(path),
+            "height": height,
+            "width": width,
+            "windows": self.windows_of(item["file_index"]),
             "row": item["row"],
             "col": item["col"],
+            "source_window": side,
             "keep": torch.tensor([top, bottom, left, right]),
         }
 

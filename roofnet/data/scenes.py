@@ -10,6 +10,7 @@ in its own frame (u along the long side, v across), so every label follows from 
     building        (H, W) uint8   footprint 0/1 (AIRS)
     lines           (4, H, W) uint8  eave, ridge, hip, valley 0/1 (Roofline channels plus valley)
     height          (H, W) float32 nDSM in metres (0 on the ground; Roofline `depths`)
+    pitch           (H, W) float32 roof pitch in degrees (0 on flat roofs and the ground)
     image           (H, W, 3) uint8  RGB rendered with Lambertian shading from the face normals
 
 Azimuth classes follow RID: class k covers azimuths within 11.25 degrees of k * 22.5 degrees, where the
@@ -42,6 +43,7 @@ class Scene:
     building: np.ndarray
     lines: np.ndarray
     height: np.ndarray
+    pitch: np.ndarray | None = None
     kinds: list[str] = field(default_factory=list)
 
 
@@ -58,6 +60,7 @@ def empty_scene(height: int, width: int, rng: np.random.Generator) -> Scene:
         building=np.zeros((height, width), np.uint8),
         lines=np.zeros((4, height, width), np.uint8),
         height=np.zeros((height, width), np.float32),
+        pitch=np.zeros((height, width), np.float32),
     )
 
 
@@ -208,6 +211,7 @@ def add_building(
     scene.segments[window][inside] = segments[inside]
     scene.building[window][inside] = 1
     scene.height[window][inside] = roof.height[inside]
+    scene.pitch[window][inside] = np.where(pitched, np.degrees(pitch), 0.0)[inside]
     scene.image[window][inside] = pixels[inside]
     for channel in range(4):
         scene.lines[channel][window][lines[channel]] = 1

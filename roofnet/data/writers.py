@@ -7,6 +7,7 @@ For each input `<stem>.<ext>` it writes into the output folder:
     <stem>_building.tif         uint8 0/1 footprint
     <stem>_lines.tif            4 bands uint8 probability * 255: eave, ridge, hip, valley
     <stem>_height.tif           float32 nDSM metres
+    <stem>_pitch.tif            uint8 roof pitch in degrees (one of the presets 0/15/25/30/35/45/60)
 
 Each window contributes only the part `PredictionWindows` told it to keep (the centre of the overlap
 with its neighbours), so tiles of any size are written without holding them in memory.
@@ -18,34 +19,37 @@ from pathlib import Path
 
 import numpy as np
 
-from roofnet.data.datasets import PredictionWindows
-
 OUTPUTS = {
     "segments": ("uint8", 1),
     "superstructures": ("uint8", 1),
     "building": ("uint8", 1),
     "lines": ("uint8", 4),
     "height": ("float32", 1),
+    "pitch": ("uint8", 1),
 }
 
 
 class PredictionRasterWriter:
-    """Writes the windows of one `PredictionWindows` dataset into per-input GeoTIFFs under `out_dir`."""
+    """Writes prediction windows into per-input GeoTIFFs under `out_dir`.
 
-    def __init__(self, out_dir: str | Path, dataset: PredictionWindows) -> None:
+    Everything it needs comes with each batch from `PredictionWindows`: the input's `path`, its
+    `height` and `width`, and `windows` (how many windows the input has, so its files are closed
+    after the last one).
+    """
+
+    def __init__(self, out_dir: str | Path) -> None:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.dataset = dataset
-        self.remaining = {i: dataset.windows_of(i) for i in range(len(dataset.files))}
-        self.open: dict[int, dict[str, object]] = {}
+        self.remaining: dict[str, int] = {}
+        self.open: dict[str, dict[str, object]] = {}
         self.written: list[Path] = []
+        self.sources: list[Path] = []
 
-    def _outputs(self, file_index: int) -> dict[str, object]:
-        if file_index not in self.open:
+    def _outputs(self, source: Path, height: int, width: int, windows: int) -> dict[str, object]:
+        key = str(source)
+        if key not in self.open:
             import rasterio
 
-            source = self.dataset.files[file_index]
-            height, width = self.dataset.sizes[file_index]
             crs, transform = None, None
             if source.suffix.lower() in (".tif", ".tiff"):
                 with rasterio.open(source) as src:
@@ -68,28 +72,32 @@ class PredictionRasterWriter:
                     profile.update(tiled=True, blockxsize=256, blockysize=256)
                 handles[name] = rasterio.open(path, "w", **profile)
                 self.written.append(path)
-            self.open[file_index] = handles
-        return self.open[file_index]
+            self.open[key] = handles
+            self.remaining[key] = windows
+            self.sources.append(source)
+        return self.open[key]
 
     def write(self, batch: dict, outputs: dict[str, np.ndarray]) -> None:
         """`outputs`: per item, segments/superstructures/building `(B, H, W)`, lines `(B, 4, H, W)` uint8,
-        height `(B, H, W)` float32, all at window size."""
+        height `(B, H, W)` float32 (or per-item lists of them), each at its `source_window` size (the
+        window in input pixels)."""
         from rasterio.windows import Window
 
-        for i in range(len(batch["file_index"])):
-            file_index = int(batch["file_index"][i])
+        for i in range(len(batch["path"])):
+            source = Path(batch["path"][i])
             row, col = int(batch["row"][i]), int(batch["col"][i])
             top, bottom, left, right = (int(v) for v in batch["keep"][i])
-            handles = self._outputs(file_index)
+            size = int(batch["height"][i]), int(batch["width"][i])
+            handles = self._outputs(source, *size, int(batch["windows"][i]))
             target = Window(left, top, right - left, bottom - top)
             rows, cols = slice(top - row, bottom - row), slice(left - col, right - col)
             for name, handle in handles.items():
                 array = outputs[name][i]
                 array = array[:, rows, cols] if array.ndim == 3 else array[None, rows, cols]
                 handle.write(np.ascontiguousarray(array), window=target)
-            self.remaining[file_index] -= 1
-            if self.remaining[file_index] == 0:
-                for handle in self.open.pop(file_index).values():
+            self.remaining[str(source)] -= 1
+            if self.remaining[str(source)] == 0:
+                for handle in self.open.pop(str(source)).values():
                     handle.close()
 
     def close(self) -> None:

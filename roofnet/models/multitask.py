@@ -4,10 +4,12 @@ input    (B, 3, H, W) normalised RGB, H and W multiples of 2**encoder_depth
 segments        (B, 18, H, W) logits: 16 azimuth classes, flat, background (RID)
 superstructures (B, 9, H, W)  logits: pvmodule, dormer, window, ladder, chimney, shadow, tree,
                               unknown, background (RID)
-building        (B, H, W)     logit of the building footprint (AIRS, RID roof/non-roof)
-boundary        (B, H, W)     logit of the footprint boundary band (Boundary IoU's band)
+building        (B, H, W)     logit of the building footprint (AIRS)
+boundary        (B, H, W)     logit of the footprint boundary band (Boundary IoU's band; AIRS)
 lines           (B, 4, H, W)  logits: eave, ridge, hip, valley (Roofline)
 height          (B, H, W)     nDSM in metres (Roofline depths)
+pitch           (B, 7, H, W)  logits: roof pitch presets 0, 15, 25, 30, 35, 45, 60 degrees (RID's
+                              segments_reviewed.csv slopes)
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-HEAD_CHANNELS = {"segments": 18, "superstructures": 9, "building": 1, "boundary": 1, "lines": 4, "height": 1}
+HEAD_CHANNELS = {
+    "segments": 18,
+    "superstructures": 9,
+    "building": 1,
+    "boundary": 1,
+    "lines": 4,
+    "height": 1,
+    "pitch": 7,
+}
 SQUEEZED = ("building", "boundary", "height")
 
 
@@ -37,7 +47,7 @@ class RoofNet(nn.Module):
         architecture: smp architecture class name ("Unet", "UnetPlusPlus", "FPN", ...).
         encoder_depth: number of encoder stages (inputs must be multiples of 2**depth).
         decoder_channels: decoder widths, one per stage (Unet-style architectures); the last one feeds
-            all six heads, and below 32 it starves the 18-class segments head.
+            all seven heads, and below 32 it starves the 18-class segments head.
         encoder_weights_path: local encoder weights (.safetensors, or a .pt/.pth state dict read with
             weights_only=True); nothing is ever downloaded.
         height_scale: metres per unit of the height head's raw output (keeps its targets near 1).

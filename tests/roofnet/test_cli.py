@@ -1,4 +1,4 @@
-"""The real `mtl` command line on the roofnet recipes: synth, fit through the phases, resume, export, predict."""
+"""The real `mtl` command line on the roofnet recipes: generate, fit through the phases, resume, export, predict."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ SMALL = [
     "--trainer.enable_progress_bar", "false",
     "--data.image_size", "32",
     "--data.batch_size", "2",
-    "--data.val_max_samples", "2",
+    "--data.max_val_samples", "2",
     "--data.synthetic_samples", "8",
     "--data.synthetic_image_size", "64",
     "--data.synthetic_airs_tile_size", "320",
@@ -46,14 +46,16 @@ def _adam_steps(checkpoint: dict) -> tuple[int, int]:
     return int(states[0]["step"]), max(int(state["step"]) for state in states.values())
 
 
-def test_synth_writes_all_three_layouts(tmp_path: Path, monkeypatch) -> None:
+def test_generate_writes_all_three_layouts(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # in this process: the same command line without a subprocess's start-up
-    synth = ["--out", "data", "--samples", "3", "--image_size", "32", "--airs_tile_size", "256"]
-    main(["roofnet", "synth", *synth])
+    generate = ["--out", "data", "--samples", "3", "--image_size", "32", "--airs_tile_size", "256"]
+    main(["roofnet", "generate", *generate])
     assert len(list((tmp_path / "data/rid/images_roof_centered_geotiff").glob("*.tif"))) == 3
     assert (tmp_path / "data/roofline/imdb.mat").is_file()
     assert len(list((tmp_path / "data/airs/val/image").glob("*.tif"))) == 1
-    assert check(tmp_path / "data", image_size=64)["airs/val"] == 16  # the real loaders read every sample
+    assert (
+        check(tmp_path / "data", image_size=64)["counts"]["airs/val"] == 16
+    )  # the real loaders read every sample
 
 
 def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monkeypatch) -> None:
@@ -98,7 +100,13 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monke
     events = EventAccumulator(str(run), size_guidance={"images": 0}).Reload()
     assert {"overlay/rid", "overlay/roofline", "overlay/airs"} <= set(events.Tags()["images"])
     metrics = json.loads((run / "export/metrics.json").read_text())
-    for key in ("val/segments_miou", "val/rid_building_iou", "val/rid_boundary_iou", "val/line_fscore"):
+    for key in (
+        "val/segments_miou",
+        "val/rid_annotated_roof_recall",
+        "val/airs_boundary_iou",
+        "val/airs_image_boundary_iou",
+        "val/line_fscore",
+    ):
         assert 0 <= metrics[key] <= 1, key
     assert metrics["val/height_rmse"] > 0 and metrics["val/airs_loss"] > 0
 
@@ -145,6 +153,38 @@ def test_fit_through_phases_resume_export_and_predict(mtl, tmp_path: Path, monke
         assert height.dtypes[0] == "float32" and np.isfinite(height.read(1)).all()
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["data"]["init_args"]["predict_path"] == str(tile.parent)
+
+    # At a coarser training GSD: windows resampled to 15 cm and the outputs back to the tile's grid;
+    # then the rasters become a GeoPackage a GIS opens, areas in m^2.
+    coarse = [
+        "--data.predict_gsd",
+        "0.15",
+        "--model.predict_out_dir",
+        str(tmp_path / "coarse"),
+        "--model.predict_vectors",
+        "gpkg",
+    ]
+    main(["predict", "--config", str(QUICKSTART), *TINY, "--ckpt_path", "last", *map(str, windows), *coarse])
+    with (
+        rasterio.open(tile) as source,
+        rasterio.open(tmp_path / "coarse/christchurch_test_000_segments.tif") as out,
+    ):
+        assert (out.height, out.width, out.transform) == (source.height, source.width, source.transform)
+    import pyogrio
+
+    verb = [
+        "roofnet",
+        "vectorize",
+        "--rasters",
+        str(tmp_path / "coarse"),
+        "--out",
+        str(tmp_path / "roofs.gpkg"),
+    ]
+    main(verb)
+    for vectors in (tmp_path / "coarse/roofs.gpkg", tmp_path / "roofs.gpkg"):  # predict's, then the verb's
+        layers = {name for name, _ in pyogrio.list_layers(vectors)}
+        assert layers == {"buildings", "roof_segments", "superstructures", "roof_lines"}
+        assert "area_m2" in pyogrio.read_info(vectors, layer="buildings")["fields"]
 
 
 def test_scaling_recipe_climbs_a_small_ladder(tmp_path: Path, monkeypatch) -> None:

@@ -87,28 +87,53 @@ def test_synthetic_data_is_written_in_the_real_layouts(synthetic_root: Path) -> 
         train, val = read_rid_split(rid, "train", index), read_rid_split(rid, "val", index)
         assert test == read_rid_split(rid, "test", 1)  # one shared test set
         assert not set(train) & set(val) and not set(train) & set(test)
+    import rasterio
+
+    with rasterio.open(next((rid / "images_roof_centered_geotiff").glob("*.tif"))) as src:
+        # RID's images are EPSG:4326 at about 0.10 m: 1e-6 degrees, a little more in longitude at 48 N
+        assert src.crs.to_epsg() == 4326 and 8.9e-7 < src.res[1] < 9.1e-7 and 1.3e-6 < src.res[0] < 1.4e-6
+        assert 11.9 < src.bounds.left < 12.1 and 48.3 < src.bounds.top < 48.5
     imdb = synthetic_root / "roofline" / "imdb.mat"
     assert imdb.read_bytes()[:10] == b"MATLAB 7.3"
-    with h5py.File(imdb, "r") as f:
-        assert f["images"].shape == (12, 3, 64, 64) and f["images"].dtype == np.uint8
-        assert f["depths"].shape == (12, 64, 64) and f["elements"].shape == (12, 4, 64, 64)
+    with h5py.File(imdb, "r") as f:  # the real file: the struct imdb with three fields, 3 line channels
+        assert list(f) == ["imdb"] and f["imdb"].attrs["MATLAB_class"] == b"struct"
+        assert sorted(b"".join(field).decode() for field in f["imdb"].attrs["MATLAB_fields"]) == [
+            "depths",
+            "elements",
+            "images",
+        ]
+        assert f["imdb/images"].shape == (12, 3, 64, 64) and f["imdb/images"].dtype == np.uint8
+        assert f["imdb/depths"].shape == (12, 64, 64) and f["imdb/elements"].shape == (12, 3, 64, 64)
     airs = synthetic_root / "airs"
     assert len(list((airs / "train" / "image").glob("*.tif"))) == 2
     assert len(list((airs / "train" / "label").glob("*_vis.tif"))) == 2
-    assert not (airs / "test" / "label").exists()
+    assert len(list((airs / "test" / "label").glob("*_vis.tif"))) == 1  # test/ is labelled too
 
 
 def test_samples_hold_only_the_labels_their_dataset_has(synthetic_root: Path) -> None:
     rid = RIDDataset(synthetic_root / "rid", "train", 1, image_size=64)[0]
-    assert set(rid) == {"image", "segments", "superstructures", "building", "dataset"}
+    assert set(rid) == {
+        "pitch",
+        "image",
+        "segments",
+        "superstructures",
+        "annotated_roof",
+        "metres_per_pixel",
+        "dataset",
+    }
     assert rid["image"].shape == (3, 64, 64) and rid["image"].dtype == torch.float32
-    assert torch.equal(rid["building"], (rid["segments"] != SEGMENT_BACKGROUND).float())
+    assert torch.equal(rid["annotated_roof"], (rid["segments"] != SEGMENT_BACKGROUND).float())
+    # pitch from segments_reviewed.csv: a preset on every labelled roof pixel, ignored elsewhere
+    assert torch.equal(rid["pitch"] != 255, rid["segments"] != SEGMENT_BACKGROUND)
+    assert set(rid["pitch"].unique().tolist()) - {255} <= {2, 3, 4, 5}  # synthetic roofs: 25-45 degrees
+    assert 0.099 < rid["metres_per_pixel"] < 0.101  # from degrees at the image's latitude
     roofline = RooflineDataset(synthetic_root / "roofline", "train", image_size=64)[0]
     assert set(roofline) == {"image", "lines", "line_channels", "height", "dataset"}
-    assert roofline["lines"].shape == (4, 64, 64) and roofline["height"].max() > 2
+    assert roofline["lines"].shape == (3, 64, 64) and roofline["height"].max() > 2
     airs = AIRSDataset(synthetic_root / "airs", "train", image_size=128, random_crops=True, crops=5)
     sample = airs[0]
-    assert set(sample) == {"image", "building", "dataset"} and sample["image"].shape == (3, 128, 128)
+    assert set(sample) == {"image", "building", "metres_per_pixel", "dataset"}
+    assert sample["image"].shape == (3, 128, 128) and sample["metres_per_pixel"] == pytest.approx(0.075)
     assert len(airs) == 5
     grid = AIRSDataset(synthetic_root / "airs", "val", image_size=256)
     assert len(grid) == 16  # 1024 / 256 squared: the whole tile, window by window
@@ -139,7 +164,8 @@ def test_imdb_is_written_as_matlab_writes_it(tmp_path: Path) -> None:
 
     images, depths, elements = _roofline_arrays(5)
     write_imdb(tmp_path / "imdb.mat", images, depths, elements)
-    with h5py.File(tmp_path / "imdb.mat", "r") as f:
+    with h5py.File(tmp_path / "imdb.mat", "r") as file:
+        f = file["imdb"]  # the struct's fields
         # MATLAB's size [24 40 3 5] listed in reverse by HDF5; reversing every axis is MATLAB's view.
         assert f["images"].shape == (5, 3, 40, 24) and f["depths"].shape == (5, 40, 24)
         assert f["elements"].shape == (5, 4, 40, 24)
@@ -229,8 +255,8 @@ def test_roofline_arrays_that_disagree_are_named(tmp_path: Path, depths, element
 def test_resizing_keeps_one_pixel_lines(synthetic_root: Path) -> None:
     full = RooflineDataset(synthetic_root / "roofline", "train", image_size=64)[0]
     small = RooflineDataset(synthetic_root / "roofline", "train", image_size=32)[0]
-    assert small["lines"].shape == (4, 32, 32)
-    for channel in range(4):
+    assert small["lines"].shape == (3, 32, 32)
+    for channel in range(3):
         assert bool(full["lines"][channel].any()) == bool(small["lines"][channel].any())
 
 

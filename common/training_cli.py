@@ -14,14 +14,22 @@ from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from common.callbacks import CheckpointExport, MemoryProbe, RunCheckpoint
 from common.checkpoint import SafeCheckpointIO, read_checkpoint
+from common.lightning_private import LightningCLIHooks, cli_section
 from common.platform import platform_defaults
+from common.run_directory import (
+    check_fresh_run,
+    filesystem,
+    join,
+    remove_stale_temporaries,
+    run_url,
+)
 
 LAST_CHECKPOINT = "last"
 CLI_DESCRIPTION = """mtl: LightningCLI in subclass mode over any LightningModule / LightningDataModule.
@@ -46,12 +54,7 @@ def split_model_arguments(arguments: Sequence[str]) -> tuple[list[str], list[str
     return others, model
 
 
-def run_directory(runs_dir: str | Path, name: str) -> Path:
-    """Where one named run keeps its logs, checkpoints, config and export."""
-    return Path(runs_dir) / name
-
-
-class MtlCLI(LightningCLI):
+class MtlCLI(LightningCLIHooks):
     """LightningCLI over any importable LightningModule / LightningDataModule, with run defaults."""
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
@@ -92,6 +95,12 @@ class MtlCLI(LightningCLI):
             default=3,
             help="How many numbered step checkpoints to keep besides last.ckpt (-1: all).",
         )
+        parser.add_argument(
+            "--overwrite",
+            type=bool,
+            default=False,
+            help="fit: a run of the same name is moved aside to <name>.archived-<time>, not resumed.",
+        )
         parser.add_lightning_class_args(MemoryProbe, "memory")
         parser.add_lightning_class_args(CheckpointExport, "export")
         if self.platform.export_dir:
@@ -107,14 +116,12 @@ class MtlCLI(LightningCLI):
 
     # LightningCLI reads a checkpoint file given as ckpt_path to recover hyperparameters; check it
     # first so a truncated or foreign file fails with its name instead of a pickle traceback.
-    def _parse_ckpt_path(self) -> None:
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        from_file = bool(ckpt_path) and Path(ckpt_path).is_file()
-        if from_file:
+    def before_checkpoint_hparams(self, subcommand: str | None, ckpt_path: Any) -> None:
+        if _is_local_file(ckpt_path):
             read_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
-        if from_file:
+
+    def after_checkpoint_hparams(self, subcommand: str | None, ckpt_path: Any) -> None:
+        if subcommand and _is_local_file(ckpt_path):
             self._reapply_model_arguments(subcommand)
 
     def _reapply_model_arguments(self, subcommand: str) -> None:
@@ -141,11 +148,13 @@ class MtlCLI(LightningCLI):
         config = self.config.get(str(self.subcommand), self.config)
         name = config.get("name") or type(self.model).__name__.lower()
         config["name"] = name
-        run_dir = self.run_dir = run_directory(config["runs_dir"], name)
-        trainer_config = self._get(self.config_init, "trainer", default={})
+        run_dir = self.run_dir = run_url(config["runs_dir"], name)
+        if self.subcommand == "fit" and rank_zero_only.rank == 0:
+            self._prepare_run_directory(run_dir, name, config)
+        trainer_config = cli_section(self, self.config_init, "trainer", default={})
         if trainer_config.get("default_root_dir") is None:
             # SLURM's pre-emption checkpoints (hpc_ckpt_N.ckpt) land here, beside the run's other files.
-            kwargs["default_root_dir"] = str(run_dir)
+            kwargs["default_root_dir"] = run_dir
 
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = TensorBoardLogger(
@@ -161,7 +170,7 @@ class MtlCLI(LightningCLI):
         if not any(isinstance(c, ModelCheckpoint) and c.save_last for c in callbacks):
             callbacks.append(
                 RunCheckpoint(
-                    dirpath=run_dir / "checkpoints",
+                    dirpath=join(run_dir, "checkpoints"),
                     filename="step{step:08d}",
                     auto_insert_metric_name=False,
                     every_n_train_steps=config["checkpoint_every_n_steps"],
@@ -182,8 +191,22 @@ class MtlCLI(LightningCLI):
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
-    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
-        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+    def _prepare_run_directory(self, run_dir: str, name: str, config: Any) -> None:
+        """Before anything is written: never train a fresh run over another one; drop stale temporaries.
+
+        Runs on rank zero only (the other ranks of a multi-process job start later or at the same
+        time, and only rank zero writes the run's files).
+        """
+        if config.get("ckpt_path") is None:
+            fresh = check_fresh_run(run_dir, name, overwrite=bool(config.get("overwrite")))
+            if fresh.archived_to:
+                rank_zero_info(
+                    f"mtl: --overwrite: the previous run {name!r} was moved to {fresh.archived_to}"
+                )
+        for stale in remove_stale_temporaries(run_dir):
+            rank_zero_info(f"mtl: removed {stale}, left by a checkpoint write that was interrupted")
+
+    def subcommand_kwargs(self, subcommand: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         if kwargs.get("ckpt_path") == LAST_CHECKPOINT:
             newer = newer_preemption_checkpoint(self.run_dir)
             if newer is not None:
@@ -191,20 +214,30 @@ class MtlCLI(LightningCLI):
         return kwargs
 
 
-def newer_preemption_checkpoint(run_dir: Path) -> Path | None:
+def newer_preemption_checkpoint(run_dir: str) -> str | None:
     """A SLURM pre-emption checkpoint newer than `last.ckpt`, if the job was requeued after one.
 
     On SIGUSR1 Lightning saves `hpc_ckpt_N.ckpt` in the run directory and requeues; that file is then
-    newer than `checkpoints/last.ckpt`, and `--ckpt_path last` must resume from it.
+    newer than `checkpoints/last.ckpt`, and `--ckpt_path last` must resume from it. `run_dir` is a
+    local path or an fsspec URL; the answer is spelled the same way.
     """
-    preemption = sorted(run_dir.glob("hpc_ckpt_*.ckpt"), key=lambda p: p.stat().st_mtime)
+    fs, root = filesystem(run_dir)
+    preemption = sorted(fs.glob(join(root, "hpc_ckpt_*.ckpt")), key=lambda p: _modified(fs, p))
     if not preemption:
         return None
-    last = run_dir / "checkpoints" / f"{LAST_CHECKPOINT}.ckpt"
+    last = join(root, "checkpoints", f"{LAST_CHECKPOINT}.ckpt")
     newest = preemption[-1]
-    if not last.is_file() or newest.stat().st_mtime > last.stat().st_mtime:
-        return newest
+    if not fs.isfile(last) or _modified(fs, newest) > _modified(fs, last):
+        return join(run_dir, newest[len(root.rstrip("/")) + 1 :])
     return None
+
+
+def _modified(fs: Any, path: str) -> float:
+    return fs.modified(path).timestamp()
+
+
+def _is_local_file(path: Any) -> bool:
+    return bool(path) and "://" not in str(path) and Path(path).is_file()
 
 
 def _has_omegaconf() -> bool:

@@ -31,6 +31,7 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from common.run_directory import run_directory
 from landcover.data.formats import DEFAULT_BANDS, DEFAULT_CLASSES
 from landcover.models import build_classifier
 from landcover.models.losses import class_weights, focal_loss
@@ -283,9 +284,9 @@ class LandCoverTask(LightningModule):
     def on_test_epoch_end(self) -> None:
         """Besides TensorBoard: test_report.json, test_confusion_matrix.png and the table on the console."""
         rows, confusion = self._report("test")
-        if not (self.trainer.is_global_zero and self.trainer.log_dir):
+        if not self.trainer.is_global_zero:  # run_directory: no collective call, safe on one rank
             return
-        out = Path(self.trainer.log_dir)
+        out = Path(run_directory(self.trainer))
         report = {
             "classes": rows,
             "confusion_matrix": confusion.tolist(),

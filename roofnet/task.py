@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from common.run_directory import run_directory
 from roofnet.data.scenes import LINE_NAMES
 from roofnet.metrics import BuildingIoU, ClassIoU, HeightErrors, LineFScore, boundary_band
 from roofnet.models import RoofNet
@@ -153,11 +154,13 @@ class RoofTask(LightningModule):
         from lightning.pytorch.strategies import DDPStrategy
         from lightning.pytorch.utilities import rank_zero_info
 
+        from common.lightning_private import ddp_kwargs as private_ddp_kwargs
+
         strategy = self.trainer.strategy
         if not isinstance(strategy, DDPStrategy):
             return
-        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
-        if not isinstance(ddp_kwargs, dict):  # a Lightning without this attribute: say what to do
+        ddp_kwargs = private_ddp_kwargs(strategy)
+        if ddp_kwargs is None:  # a Lightning without this attribute: say what to do
             raise RuntimeError(
                 "RoofTask under DDP: batches train only the heads their dataset has labels for; "
                 "set --trainer.strategy ddp_find_unused_parameters_true"
@@ -325,7 +328,7 @@ class RoofTask(LightningModule):
         dataset = getattr(datamodule, "predict_dataset", None)
         if dataset is None:
             raise ValueError("RoofTask.predict needs RoofDataModule (with --data.predict_path)")
-        out = self.hparams.predict_out_dir or str(Path(self.trainer.log_dir or ".") / "predictions")
+        out = self.hparams.predict_out_dir or str(Path(run_directory(self.trainer)) / "predictions")
         self._writer = PredictionRasterWriter(out, dataset)
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, int]:

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from common.export import export_bundle, model_config_from_run
+from common.run_directory import run_directory
 
 
 class CheckpointExport(Callback):
@@ -45,8 +46,7 @@ class CheckpointExport(Callback):
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.enabled and not trainer.fast_dev_run:
-            # trainer.log_dir is a collective call under DDP: every rank asks, rank zero exports.
-            self._export(trainer, pl_module, Path(trainer.log_dir or trainer.default_root_dir))
+            self._export(trainer, pl_module, Path(run_directory(trainer)))
 
     @rank_zero_only
     def _export(self, trainer: Trainer, pl_module: LightningModule, run_dir: Path) -> None:

@@ -66,9 +66,11 @@ class MtlCLI(LightningCLIHooks):
             subclass_mode_data=True,
             save_config_kwargs={"overwrite": True},
             trainer_defaults={"precision": self.platform.precision, "accelerator": "auto"},
-            parser_kwargs={"description": CLI_DESCRIPTION, "parser_mode": "omegaconf"}
-            if _has_omegaconf()
-            else {"description": CLI_DESCRIPTION},
+            # jsonargparse's plain YAML mode, always: OmegaConf's mode (interpolation) only where
+            # omegaconf happened to be installed would make one recipe mean two things.
+            parser_kwargs={"description": CLI_DESCRIPTION, "parser_mode": "yaml"},
+            # Every run is seeded (0 unless the recipe or --seed_everything says otherwise).
+            seed_everything_default=0,
             args=list(args) if args is not None else None,
             run=run,
         )
@@ -238,14 +240,6 @@ def _modified(fs: Any, path: str) -> float:
 
 def _is_local_file(path: Any) -> bool:
     return bool(path) and "://" not in str(path) and Path(path).is_file()
-
-
-def _has_omegaconf() -> bool:
-    try:
-        import omegaconf  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _as_list(value: Any) -> list:

@@ -129,7 +129,7 @@ def archive_run(run_dir: str, now: float | None = None) -> str:
         suffix += 1
         target = f"{root.rstrip('/')}.archived-{stamp}-{suffix}"
     fs.mv(root, target, recursive=True)
-    return _as_url_like(run_dir, target)
+    return spelled_like(run_dir, target)
 
 
 def remove_stale_temporaries(run_dir: str) -> list[str]:
@@ -148,8 +148,8 @@ def _relative(path: str, run_dir: str) -> str:
     return path[len(root) + 1 :] if path.startswith(root + "/") else path
 
 
-def _as_url_like(original: str, path: str) -> str:
-    """`path` (as the filesystem spells it) with the scheme of `original` when that was a URL."""
+def spelled_like(original: str, path: str) -> str:
+    """`path` as the filesystem spells it (bucket/key), with the scheme of `original` if it had one."""
     if is_url(original):
         scheme = str(original).split("://", 1)[0]
         return f"{scheme}://{path}"

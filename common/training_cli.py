@@ -7,6 +7,7 @@ pay for importing Lightning.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,16 +21,20 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from common.callbacks import CheckpointExport, MemoryProbe, RunCheckpoint
+from common.callbacks.remote_run_sync import RemoteRunSync
 from common.checkpoint import SafeCheckpointIO, read_checkpoint
 from common.lightning_private import LightningCLIHooks, cli_section
 from common.platform import platform_defaults
 from common.run_directory import (
     check_fresh_run,
     filesystem,
+    is_url,
     join,
     remove_stale_temporaries,
     run_url,
+    spelled_like,
 )
+from common.storage import check_writable, local_cache
 
 LAST_CHECKPOINT = "last"
 CLI_DESCRIPTION = """mtl: LightningCLI in subclass mode over any LightningModule / LightningDataModule.
@@ -151,16 +156,27 @@ class MtlCLI(LightningCLIHooks):
         name = config.get("name") or type(self.model).__name__.lower()
         config["name"] = name
         run_dir = self.run_dir = run_url(config["runs_dir"], name)
-        if self.subcommand == "fit" and rank_zero_only.rank == 0:
-            self._prepare_run_directory(run_dir, name, config)
+        remote = is_url(run_dir)
+        # Where files that need a local path (TensorBoard's event files, config, reports) are written;
+        # for a remote run, a local cache that RemoteRunSync uploads.
+        log_dir = local_cache(run_dir) if remote else None
+        if rank_zero_only.rank == 0:
+            if remote:
+                check_writable(run_dir)  # before anything else: one clear message, no training first
+            if self.subcommand == "fit":
+                self._prepare_run_directory(run_dir, name, config, log_dir)
         trainer_config = cli_section(self, self.config_init, "trainer", default={})
         if trainer_config.get("default_root_dir") is None:
             # SLURM's pre-emption checkpoints (hpc_ckpt_N.ckpt) land here, beside the run's other files.
             kwargs["default_root_dir"] = run_dir
 
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = TensorBoardLogger(
-                save_dir=config["runs_dir"], name=name, version="", default_hp_metric=False
+            kwargs["logger"] = (
+                TensorBoardLogger(save_dir=str(log_dir), name="", version="", default_hp_metric=False)
+                if remote
+                else TensorBoardLogger(
+                    save_dir=config["runs_dir"], name=name, version="", default_hp_metric=False
+                )
             )
         plugins = _as_list(trainer_config.get("plugins"))
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -190,10 +206,12 @@ class MtlCLI(LightningCLIHooks):
             "enable_progress_bar", True
         ):
             callbacks.append(RichProgressBar(leave=True))
+        if remote:
+            callbacks.append(RemoteRunSync(log_dir, run_dir))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
-    def _prepare_run_directory(self, run_dir: str, name: str, config: Any) -> None:
+    def _prepare_run_directory(self, run_dir: str, name: str, config: Any, cache: Path | None) -> None:
         """Before anything is written: never train a fresh run over another one; drop stale temporaries.
 
         Runs on rank zero only (the other ranks of a multi-process job start later or at the same
@@ -205,33 +223,36 @@ class MtlCLI(LightningCLIHooks):
                 rank_zero_info(
                     f"mtl: --overwrite: the previous run {name!r} was moved to {fresh.archived_to}"
                 )
+            if cache is not None and cache.is_dir():  # an earlier run's cached files are not this run's
+                shutil.rmtree(cache)
         for stale in remove_stale_temporaries(run_dir):
             rank_zero_info(f"mtl: removed {stale}, left by a checkpoint write that was interrupted")
 
     def subcommand_kwargs(self, subcommand: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         if kwargs.get("ckpt_path") == LAST_CHECKPOINT:
-            newer = newer_preemption_checkpoint(self.run_dir)
-            if newer is not None:
-                kwargs["ckpt_path"] = str(newer)
+            resumed = last_checkpoint(self.run_dir)
+            if resumed is not None:  # else Lightning's own lookup (a recipe's ModelCheckpoint elsewhere)
+                kwargs["ckpt_path"] = resumed
         return kwargs
 
 
-def newer_preemption_checkpoint(run_dir: str) -> str | None:
-    """A SLURM pre-emption checkpoint newer than `last.ckpt`, if the job was requeued after one.
+def last_checkpoint(run_dir: str) -> str | None:
+    """The checkpoint `--ckpt_path last` resumes: `checkpoints/last.ckpt`, or a newer SLURM pre-emption one.
 
     On SIGUSR1 Lightning saves `hpc_ckpt_N.ckpt` in the run directory and requeues; that file is then
-    newer than `checkpoints/last.ckpt`, and `--ckpt_path last` must resume from it. `run_dir` is a
-    local path or an fsspec URL; the answer is spelled the same way.
+    newer than `checkpoints/last.ckpt` and is the one to resume. An exception's checkpoint
+    (`exception-step*.ckpt`) is never a candidate. `run_dir` is a local path or an fsspec URL, and
+    the answer is spelled the same way. (Lightning 2.6's own "last" lookup lists the checkpoint
+    directory through fsspec but then looks the listed names up on the local disk, so in a bucket it
+    finds nothing: `ModelCheckpoint._find_last_checkpoints` and `_CheckpointConnector._parse_ckpt_path`.)
     """
     fs, root = filesystem(run_dir)
-    preemption = sorted(fs.glob(join(root, "hpc_ckpt_*.ckpt")), key=lambda p: _modified(fs, p))
-    if not preemption:
-        return None
     last = join(root, "checkpoints", f"{LAST_CHECKPOINT}.ckpt")
-    newest = preemption[-1]
-    if not fs.isfile(last) or _modified(fs, newest) > _modified(fs, last):
-        return join(run_dir, newest[len(root.rstrip("/")) + 1 :])
-    return None
+    has_last = fs.isfile(last)
+    preemption = sorted(fs.glob(join(root, "hpc_ckpt_*.ckpt")), key=lambda p: _modified(fs, p))
+    if preemption and (not has_last or _modified(fs, preemption[-1]) > _modified(fs, last)):
+        return spelled_like(run_dir, preemption[-1])
+    return spelled_like(run_dir, last) if has_last else None
 
 
 def _modified(fs: Any, path: str) -> float:

@@ -42,7 +42,7 @@ class CheckpointExport(Callback):
         self.bf16 = bf16
         self.onnx = onnx
         self.onnx_tolerance = onnx_tolerance
-        self.exported_to: Path | None = None
+        self.exported_to: Path | str | None = None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.enabled and not trainer.fast_dev_run:
@@ -60,7 +60,7 @@ class CheckpointExport(Callback):
         }
         self.exported_to = export_bundle(
             pl_module,
-            Path(self.out_dir) if self.out_dir else run_dir / "export",
+            self.out_dir or run_dir / "export",  # out_dir may be an fsspec URL
             model_config=model_config_from_run(run_config),
             run_config=run_config,
             metrics=metrics,

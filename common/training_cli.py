@@ -161,6 +161,8 @@ class MtlCLI(LightningCLIHooks):
         # for a remote run, a local cache that RemoteRunSync uploads.
         log_dir = local_cache(run_dir) if remote else None
         if rank_zero_only.rank == 0:
+            if self.platform.warning and config["runs_dir"] == self.platform.runs_dir:
+                print(f"\nmtl: WARNING: {self.platform.warning}\n", file=sys.stderr, flush=True)
             if remote:
                 check_writable(run_dir)  # before anything else: one clear message, no training first
             if self.subcommand == "fit":

@@ -87,6 +87,7 @@ def _without_trailing_slash(path: str) -> str:
 def existing_run_files(run_dir: str) -> list[str]:
     """The files in `run_dir` that belong to a run (empty when there is no run there)."""
     fs, root = filesystem(run_dir)
+    fs.invalidate_cache()  # an object store's listing may be cached from before this process's writes
     found: list[str] = []
     for pattern in RUN_FILE_PATTERNS:
         found += fs.glob(join(root, pattern))
@@ -128,7 +129,17 @@ def archive_run(run_dir: str, now: float | None = None) -> str:
     while fs.exists(target):
         suffix += 1
         target = f"{root.rstrip('/')}.archived-{stamp}-{suffix}"
-    fs.mv(root, target, recursive=True)
+    if not is_url(run_dir):
+        fs.mv(root, target, recursive=True)  # a rename
+        return target
+    # An object store has no directories to rename: copy every object, then delete the originals
+    # (a kill in between leaves both copies, never neither).
+    fs.invalidate_cache()
+    objects = fs.find(root)
+    for source in objects:
+        fs.copy(source, target + source[len(root.rstrip("/")) :])
+    fs.rm(objects)
+    fs.invalidate_cache()
     return spelled_like(run_dir, target)
 
 

@@ -30,6 +30,7 @@ from common.run_directory import filesystem, is_url, join
 
 OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl"})
 LOCAL_CACHE_ROOT = Path(".cache/mtl/remote-runs")
+S3_PART_BYTES = 8 * 2**20
 
 
 class StorageError(ValueError):
@@ -43,8 +44,12 @@ def protocol_of(url: str) -> str:
 def write_bytes_atomically(data: bytes, url: str) -> None:
     """Store `data` at `url` so that a reader sees either the previous object or all of the new one."""
     fs, path = filesystem(url)
+    if protocol_of(url) in ("s3", "s3a"):
+        # One PUT, or above 2 parts a multipart upload in 8 MiB parts (the AWS CLI's default part size).
+        fs.pipe_file(path, data, chunksize=S3_PART_BYTES)
+        return
     if protocol_of(url) in OBJECT_STORE_PROTOCOLS:
-        fs.pipe_file(path, data)  # the store's own atomic put (single or multipart)
+        fs.pipe_file(path, data)  # the store's own atomic put
         return
     parent, _, name = path.rpartition("/")
     temporary = f"{parent}/.{name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -121,3 +126,20 @@ def _explain(error: BaseException) -> str:
     if isinstance(error, FileNotFoundError):
         return f"the bucket does not exist (create it first) {detail}"
     return f"cannot write a test object there {detail}"
+
+
+def abort_incomplete_uploads(url: str) -> list[str]:
+    """Abort the multipart uploads a killed writer left under `url` (S3 only); return their keys.
+
+    They are invisible to readers but the store keeps (and bills) their parts until aborted; this is
+    the bucket's counterpart of the local `.last.ckpt.*.tmp` files.
+    """
+    if protocol_of(url) not in ("s3", "s3a"):
+        return []
+    fs, path = filesystem(url)
+    bucket, _, prefix = path.partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix).get("Uploads", [])
+    for upload in listed:
+        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+    return [upload["Key"] for upload in listed]

@@ -34,7 +34,7 @@ from common.run_directory import (
     run_url,
     spelled_like,
 )
-from common.storage import check_writable, local_cache
+from common.storage import abort_incomplete_uploads, check_writable, local_cache
 
 LAST_CHECKPOINT = "last"
 CLI_DESCRIPTION = """mtl: LightningCLI in subclass mode over any LightningModule / LightningDataModule.
@@ -227,7 +227,7 @@ class MtlCLI(LightningCLIHooks):
                 )
             if cache is not None and cache.is_dir():  # an earlier run's cached files are not this run's
                 shutil.rmtree(cache)
-        for stale in remove_stale_temporaries(run_dir):
+        for stale in [*remove_stale_temporaries(run_dir), *abort_incomplete_uploads(run_dir)]:
             rank_zero_info(f"mtl: removed {stale}, left by a checkpoint write that was interrupted")
 
     def subcommand_kwargs(self, subcommand: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +249,7 @@ def last_checkpoint(run_dir: str) -> str | None:
     finds nothing: `ModelCheckpoint._find_last_checkpoints` and `_CheckpointConnector._parse_ckpt_path`.)
     """
     fs, root = filesystem(run_dir)
+    fs.invalidate_cache()
     last = join(root, "checkpoints", f"{LAST_CHECKPOINT}.ckpt")
     has_last = fs.isfile(last)
     preemption = sorted(fs.glob(join(root, "hpc_ckpt_*.ckpt")), key=lambda p: _modified(fs, p))

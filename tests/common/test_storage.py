@@ -20,7 +20,7 @@ moto_server = pytest.importorskip("moto.server")
 
 from common.export import load_bundle  # noqa: E402
 from common.run_directory import RunDirectoryError  # noqa: E402
-from common.storage import StorageError, check_writable  # noqa: E402
+from common.storage import StorageError, abort_incomplete_uploads, check_writable  # noqa: E402
 from common.training_cli import MtlCLI  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
@@ -114,6 +114,16 @@ def test_fit_resume_preemption_and_export_on_s3(s3_env, bucket, tmp_path, monkey
         MtlCLI(args=boring(runs, "--trainer.max_steps", "2"))
     assert keys(s3_env, bucket, run) == stored
 
+    # --overwrite moves the old run aside inside the bucket
+    MtlCLI(args=boring(runs, "--trainer.max_steps", "2", "--overwrite", "true", "--export.enabled", "false"))
+    archived = [k for k in keys(s3_env, bucket, "team/runs/") if k.startswith("team/runs/boring.archived-")]
+    assert any(k.endswith("/checkpoints/last.ckpt") for k in archived)
+    assert remote_step(s3_env, bucket, run + "checkpoints/last.ckpt") == 2
+    assert len([k for k in keys(s3_env, bucket, run) if "events.out.tfevents" in k]) == 1
+    assert not keys(s3_env, bucket, run + "export/")
+    MtlCLI(args=boring(runs, "--trainer.max_steps", "6", "--overwrite", "true"))  # as before, for the rest
+    stored = keys(s3_env, bucket, run)
+
     # another machine (empty local cache) resumes from the bucket
     machine_two = tmp_path / "machine-two"
     machine_two.mkdir()
@@ -141,7 +151,7 @@ WRITER = """
 import sys, torch
 from common.checkpoint import SafeCheckpointIO
 print("uploading", flush=True)
-SafeCheckpointIO().save_checkpoint({"global_step": 2, "pad": torch.ones(28_000_000)}, sys.argv[1])
+SafeCheckpointIO().save_checkpoint({"global_step": 2, "pad": torch.ones(12_000_000)}, sys.argv[1])
 print("uploaded", flush=True)
 """
 
@@ -154,7 +164,7 @@ def test_a_kill_during_the_upload_of_last_leaves_the_previous_complete_checkpoin
     s3 = client(s3_env)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for _attempt in range(3):
-        # 112 MB: more than two of s3fs's 50 MB parts, so the write is a multipart upload
+        # 48 MB: six 8 MiB parts, so the write is a multipart upload
         writer = subprocess.Popen([sys.executable, "-c", WRITER, url], env=env, stdout=subprocess.PIPE)
         assert writer.stdout.readline().strip() == b"uploading"
         deadline = time.monotonic() + 60
@@ -171,6 +181,10 @@ def test_a_kill_during_the_upload_of_last_leaves_the_previous_complete_checkpoin
     checkpoint = read_checkpoint(url)
     assert checkpoint["global_step"] == 1 and checkpoint["pad"].shape == (10,)
     assert keys(s3_env, bucket) == ["run/checkpoints/last.ckpt"]
+    # what the next run's start does with the killed upload's parts
+    assert abort_incomplete_uploads(f"s3://{bucket}/run") == ["run/checkpoints/last.ckpt"]
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert abort_incomplete_uploads(f"s3://{bucket}/elsewhere") == []
 
 
 def test_unusable_urls_are_refused_before_training_with_what_is_wrong(

@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -86,7 +87,7 @@ def boring(runs_dir: str, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_fit_resume_preemption_and_export_on_s3(s3_env, bucket, tmp_path, monkeypatch) -> None:
+def test_fit_resume_overwrite_and_export_on_s3(s3_env, bucket, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     runs = f"s3://{bucket}/team/runs"
     MtlCLI(args=boring(runs, "--trainer.max_steps", "6"))
@@ -134,17 +135,46 @@ def test_fit_resume_preemption_and_export_on_s3(s3_env, bucket, tmp_path, monkey
     events = [k for k in keys(s3_env, bucket, run) if "events.out.tfevents" in k]
     assert len(events) == 2  # one per session, side by side: TensorBoard shows one curve
 
-    # SLURM pre-emption: Lightning's hpc_ckpt_N.ckpt in the run directory, newer than last.ckpt
-    preempted = torch.load(io.BytesIO(last), weights_only=True)
-    preempted["global_step"] = 10
-    preempted["loops"]["fit_loop"]["epoch_loop.batch_progress"]["total"]["completed"] = 10
-    buffer = io.BytesIO()
-    torch.save(preempted, buffer)
-    time.sleep(1.1)  # S3 modification times have one-second resolution
-    client(s3_env).put_object(Bucket=bucket, Key=run + "hpc_ckpt_1.ckpt", Body=buffer.getvalue())
-    cli = MtlCLI(args=boring(runs, "--trainer.max_steps", "12", "--ckpt_path", "last"))
+
+class PreemptAt(Callback):
+    """What SLURM does to a job near its time limit: SIGUSR1 at step `step`, SIGKILL one step later."""
+
+    def __init__(self, step: int = 4) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGUSR1)  # Lightning saves hpc_ckpt_N.ckpt and requeues
+        elif trainer.global_step > self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_slurm_preemption_checkpoint_goes_to_the_bucket_and_the_requeued_job_resumes_it(
+    mtl, s3_env, bucket, tmp_path, monkeypatch
+) -> None:
+    runs = f"s3://{bucket}/runs"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"  # the requeue call Lightning makes, recorded
+    scontrol.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "requeued.txt"}\n')
+    scontrol.chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_NTASKS": "1", "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "n1"}
+    for key, value in {**slurm, "PATH": f"{bin_dir}:{os.environ['PATH']}"}.items():
+        monkeypatch.setenv(key, value)
+    preempt = json.dumps([{"class_path": f"{__name__}.PreemptAt", "init_args": {"step": 4}}])
+    process = mtl(boring(runs, "--trainer.max_steps", "12", "--trainer.callbacks", preempt), expect_ok=False)
+    assert process.returncode == -signal.SIGKILL
+    assert (tmp_path / "requeued.txt").read_text().split() == ["requeue", "4242"]
+    assert remote_step(s3_env, bucket, "runs/boring/hpc_ckpt_1.ckpt") == 4
+    assert remote_step(s3_env, bucket, "runs/boring/checkpoints/last.ckpt") == 3
+
+    # the requeued job: same command with --ckpt_path last, resumes from the newer pre-emption checkpoint
+    for key in slurm:
+        monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    cli = MtlCLI(args=boring(runs, "--trainer.max_steps", "6", "--ckpt_path", "last"))
     assert cli.trainer.ckpt_path == f"{runs}/boring/hpc_ckpt_1.ckpt"
-    assert remote_step(s3_env, bucket, run + "checkpoints/last.ckpt") == 12
+    assert remote_step(s3_env, bucket, "runs/boring/checkpoints/last.ckpt") == 6
 
 
 WRITER = """

@@ -246,16 +246,23 @@ def last_checkpoint(run_dir: str) -> str | None:
     (`exception-step*.ckpt`) is never a candidate. `run_dir` is a local path or an fsspec URL, and
     the answer is spelled the same way. (Lightning 2.6's own "last" lookup lists the checkpoint
     directory through fsspec but then looks the listed names up on the local disk, so in a bucket it
-    finds nothing: `ModelCheckpoint._find_last_checkpoints` and `_CheckpointConnector._parse_ckpt_path`.)
+    finds nothing: see ModelCheckpoint's `_find_last_checkpoints` in Lightning's source.)
+    Object stores keep modification times to the second; on a tie the pre-emption checkpoint wins
+    (SIGUSR1 comes after the regular save it ties with, or within steps of it).
     """
     fs, root = filesystem(run_dir)
     fs.invalidate_cache()
     last = join(root, "checkpoints", f"{LAST_CHECKPOINT}.ckpt")
     has_last = fs.isfile(last)
-    preemption = sorted(fs.glob(join(root, "hpc_ckpt_*.ckpt")), key=lambda p: _modified(fs, p))
-    if preemption and (not has_last or _modified(fs, preemption[-1]) > _modified(fs, last)):
+    preemption = sorted(fs.glob(join(root, "hpc_ckpt_*.ckpt")), key=lambda p: (_modified(fs, p), _number(p)))
+    if preemption and (not has_last or _modified(fs, preemption[-1]) >= _modified(fs, last)):
         return spelled_like(run_dir, preemption[-1])
     return spelled_like(run_dir, last) if has_last else None
+
+
+def _number(path: str) -> int:
+    digits = "".join(c for c in path.rsplit("/", 1)[-1] if c.isdigit())
+    return int(digits) if digits else 0
 
 
 def _modified(fs: Any, path: str) -> float:

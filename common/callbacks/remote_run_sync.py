@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from common.run_directory import join
 from common.storage import write_bytes_atomically
@@ -53,7 +53,15 @@ class RemoteRunSync(Callback):
             signature = (stat.st_size, stat.st_mtime_ns)
             if self._uploaded.get(relative) == signature:
                 continue
-            write_bytes_atomically(path.read_bytes(), join(self.remote_dir, relative))
+            try:
+                write_bytes_atomically(path.read_bytes(), join(self.remote_dir, relative))
+            except Exception as error:  # a network blip must not end the run: the next sync retries
+                rank_zero_warn(
+                    f"RemoteRunSync: could not upload {relative} to {self.remote_dir} "
+                    f"({type(error).__name__}: {error}); it stays in {self.cache_dir} and is retried "
+                    "at the next checkpoint"
+                )
+                continue
             self._uploaded[relative] = signature
             uploaded.append(relative)
         return uploaded

@@ -248,6 +248,20 @@ def test_unusable_urls_are_refused_before_training_with_what_is_wrong(
         MtlCLI(args=boring(f"s3://{read_only}/runs", "--trainer.max_steps", "2"))
     assert not (tmp_path / ".cache").exists() and not (tmp_path / "runs").exists()
 
+    # during a run, a failed upload of the logs warns and is retried at the next sync
+    from common.callbacks.remote_run_sync import RemoteRunSync
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "events.out.tfevents.1.host").write_bytes(b"event")
+    sync = RemoteRunSync(cache, f"s3://{read_only}/runs/x")
+    with pytest.warns(UserWarning, match="could not upload events.out.tfevents.1.host"):
+        assert sync.sync() == []
+    sync.remote_dir = f"s3://{bucket}/runs/x"  # the store is back
+    assert sync.sync() == ["events.out.tfevents.1.host"]
+    assert sync.sync() == []  # nothing changed since
+    assert keys(s3_env, bucket, "runs/x/") == ["runs/x/events.out.tfevents.1.host"]
+
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
     s3fs.S3FileSystem.clear_instance_cache()
     started = time.monotonic()

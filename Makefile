@@ -17,15 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Each domain's quickstart trains on embedded synthetic data on the CPU, in minutes.
+# Each domain's quickstart trains on embedded synthetic data on the CPU, in minutes. A second
+# `make demo` moves the first one's runs aside (runs/<name>.archived-<time>) instead of training over them.
 demo: install
 	cd $(CURDIR) && $(BIN)/mtl fit --model lightning.pytorch.demos.boring_classes.BoringModel \
-		--data lightning.pytorch.demos.boring_classes.BoringDataModule --name demo/boring --trainer.max_steps 20
+		--data lightning.pytorch.demos.boring_classes.BoringDataModule --name demo/boring --trainer.max_steps 20 \
+		--overwrite true
 	cd $(CURDIR) && $(BIN)/mtl fit --model lightning.pytorch.demos.boring_classes.BoringModel \
 		--data lightning.pytorch.demos.boring_classes.BoringDataModule --name demo/boring --trainer.max_steps 40 \
 		--ckpt_path last
 	set -e; for recipe in configs/*/quickstart.yaml; do \
-		echo "== mtl fit --config $$recipe"; $(BIN)/mtl fit --config $$recipe; \
+		echo "== mtl fit --config $$recipe"; $(BIN)/mtl fit --config $$recipe --overwrite true; \
 	done
 	@echo "Runs are in runs/: tensorboard --logdir runs"
 

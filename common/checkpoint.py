@@ -24,19 +24,27 @@ from common.errors import CheckpointError
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a Lightning/PyTorch checkpoint with `weights_only=True` and a clear error on failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if path.stat().st_size == 0:
+    """Load a Lightning/PyTorch checkpoint with `weights_only=True` and a clear error on failure.
+
+    `path` is a local path or an fsspec URL (`s3://bucket/run/checkpoints/last.ckpt`).
+    """
+    if "://" in str(path):
+        source: Any = io.BytesIO(_read_remote(str(path)))
+        size = len(source.getbuffer())
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: checkpoint file not found")
+        source, size = path, path.stat().st_size
+    if size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); it was probably cut off while saving")
-    if not _looks_like_torch_file(path):
+    if not _looks_like_torch_file(source):
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint (no complete zip archive, no pickle stream); "
             "the file is truncated or corrupted, or another kind of file"
         )
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         # torch's own message advises loading with weights_only=False or allow-listing globals: never
         # relay that for a file a user hands us; name what was refused instead.
@@ -56,12 +64,25 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return checkpoint
 
 
-def _looks_like_torch_file(path: Path) -> bool:
+def _looks_like_torch_file(source: Path | io.BytesIO) -> bool:
     """A zip archive (torch.save since 1.6) or a pickle stream (protocol 2+ starts with 0x80)."""
-    if zipfile.is_zipfile(path):
+    if isinstance(source, io.BytesIO):
+        found = zipfile.is_zipfile(source) or source.getbuffer()[:1].tobytes() == b"\x80"
+        source.seek(0)  # is_zipfile moved it; torch.load reads from the current position
+        return found
+    if zipfile.is_zipfile(source):
         return True
-    with path.open("rb") as handle:
+    with source.open("rb") as handle:
         return handle.read(1) == b"\x80"
+
+
+def _read_remote(url: str) -> bytes:
+    from common.storage import read_bytes
+
+    try:
+        return read_bytes(url)
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{url}: checkpoint file not found") from error
 
 
 def write_atomically(data: bytes, path: str | Path) -> None:
@@ -95,21 +116,22 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def save_checkpoint_atomically(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Local path: temporary file, fsync, rename. URL: the store's atomic put (`common.storage`)."""
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
+    if "://" in str(path):
+        from common.storage import write_bytes_atomically
+
+        write_bytes_atomically(buffer.getvalue(), str(path))
+        return
     write_atomically(buffer.getvalue(), path)
 
 
 class SafeCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint IO with atomic local writes and `weights_only=True` reads."""
+    """Lightning checkpoint IO with atomic writes (local or fsspec URL) and `weights_only=True` reads."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if "://" in str(path):  # remote filesystems: Lightning's own fsspec transaction
-            super().save_checkpoint(checkpoint, path, storage_options)
-            return
         save_checkpoint_atomically(checkpoint, path)
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        if "://" in str(path):
-            return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         return read_checkpoint(path, map_location=map_location or "cpu")

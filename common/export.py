@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ from safetensors.torch import load_file, save_file
 
 from common.checkpoint import read_checkpoint
 from common.errors import ExportError
+from common.run_directory import filesystem, is_url, join
+from common.storage import write_bytes_atomically
 
 BUNDLE_FILE = "bundle.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -81,12 +84,21 @@ def export_bundle(
     bf16: bool = False,
     onnx: bool = False,
     onnx_tolerance: float = 1e-4,
-) -> Path:
+) -> Path | str:
     """Write a bundle for `module` into `out_dir` and return the directory.
 
     `model_config` is `{"class_path": ..., "init_args": {...}}`; without it the module's class and its
     saved hyperparameters are used, which requires `save_hyperparameters()` in its `__init__`.
+    `out_dir` may be an fsspec URL: the bundle is written to a temporary directory, then uploaded.
     """
+    if is_url(out_dir):
+        with tempfile.TemporaryDirectory(prefix="mtl-bundle-") as local:
+            export_bundle(
+                module, local, model_config=model_config, run_config=run_config, metrics=metrics,
+                fp16=fp16, bf16=bf16, onnx=onnx, onnx_tolerance=onnx_tolerance,
+            )  # fmt: skip
+            upload_bundle(Path(local), str(out_dir))
+        return out_dir  # type: ignore[return-value]
     out = Path(out_dir)
     if onnx and module.example_input_array is None:
         raise ExportError(
@@ -282,9 +294,37 @@ def build_module(model_config: Mapping[str, Any]) -> LightningModule:
 def load_bundle(directory: str | Path, dtype: str = "fp32", map_location: str = "cpu") -> LightningModule:
     """The exported module in eval mode with its weights, ready for inference.
 
-    `dtype="fp16"` or `"bf16"` loads the half-precision copy when the bundle has one.
+    `directory` is a local path or an fsspec URL (`s3://bucket/runs/fwi/x/export`), which is copied
+    to a temporary directory first. `dtype="fp16"` or `"bf16"` loads the half-precision copy when the
+    bundle has one.
     """
-    directory = Path(directory)
+    if is_url(directory):
+        with tempfile.TemporaryDirectory(prefix="mtl-bundle-") as local:
+            download_bundle(str(directory), Path(local))
+            return _load_local_bundle(Path(local), dtype, map_location)
+    return _load_local_bundle(Path(directory), dtype, map_location)
+
+
+def download_bundle(url: str, local: Path) -> None:
+    """Copy the bundle at `url` into the directory `local`."""
+    fs, root = filesystem(url)
+    if not fs.isfile(join(root, BUNDLE_FILE)):
+        raise ExportError(f"{url}: not an export bundle (no {BUNDLE_FILE})")
+    for remote in fs.find(root):
+        target = local / remote[len(root.rstrip("/")) + 1 :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(fs.cat_file(remote))
+
+
+def upload_bundle(local: Path, url: str) -> None:
+    """Copy a bundle written in `local` to `url`, each file atomically, bundle.json last: a reader who
+    finds bundle.json finds every file it lists."""
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    for path in sorted(files, key=lambda p: p.name == BUNDLE_FILE):
+        write_bytes_atomically(path.read_bytes(), join(url, path.relative_to(local).as_posix()))
+
+
+def _load_local_bundle(directory: Path, dtype: str, map_location: str) -> LightningModule:
     manifest_path = directory / BUNDLE_FILE
     if not manifest_path.is_file():
         raise ExportError(f"{directory}: not an export bundle (no {BUNDLE_FILE})")

@@ -24,6 +24,8 @@ class PlatformDefaults:
     runs_dir: str
     export_dir: str | None
     accelerator: str
+    # Said loudly before training when the run uses these defaults (e.g. Colab without Drive).
+    warning: str | None = None
 
 
 def detect_platform(environ: Mapping[str, str] | None = None) -> str:
@@ -69,10 +71,19 @@ def choose_precision(capability: tuple[int, int] | None) -> str:
     return "16-mixed"
 
 
-def _colab_runs_dir(environ: Mapping[str, str]) -> str:
+COLAB_WITHOUT_DRIVE = (
+    "Google Drive is not mounted: runs go to {runs_dir} on the Colab VM's own disk, which the next "
+    "disconnect erases with every checkpoint. Mount Drive first (from google.colab import drive; "
+    "drive.mount('/content/drive')) or pass --runs_dir s3://bucket/prefix (any fsspec URL)."
+)
+
+
+def _colab_runs_dir(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(runs directory, warning): a mounted Drive survives the VM's disconnects; the VM's disk does not."""
     drive = Path(environ.get("MTL_COLAB_DRIVE", "/content/drive/MyDrive"))
-    # A mounted Drive survives the VM's disconnects; the VM's own disk does not.
-    return str(drive / "mtl-runs") if drive.is_dir() else "/content/mtl-runs"
+    if drive.is_dir():
+        return str(drive / "mtl-runs"), None
+    return "/content/mtl-runs", COLAB_WITHOUT_DRIVE.format(runs_dir="/content/mtl-runs")
 
 
 def platform_defaults(
@@ -85,12 +96,12 @@ def platform_defaults(
     cap = cuda_capability() if capability == "probe" else capability
     precision = choose_precision(cap)  # type: ignore[arg-type]
     accelerator = "gpu" if cap is not None else "cpu"
-    runs_dir, export_dir = "runs", None
+    runs_dir, export_dir, warning = "runs", None, None
     if platform == "sagemaker":
         runs_dir = env.get("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints")
         export_dir = env.get("SM_MODEL_DIR", "/opt/ml/model")
     elif platform == "kaggle":
         runs_dir = "/kaggle/working/runs"
     elif platform == "colab":
-        runs_dir = _colab_runs_dir(env)
-    return PlatformDefaults(platform, precision, runs_dir, export_dir, accelerator)
+        runs_dir, warning = _colab_runs_dir(env)
+    return PlatformDefaults(platform, precision, runs_dir, export_dir, accelerator, warning)

@@ -30,6 +30,7 @@ from torchmetrics.classification import (
 )
 
 from common.errors import UserInputError
+from common.run_directory import run_directory
 from common.task import BaseTask
 from landcover.data.formats import DEFAULT_BANDS, DEFAULT_CLASSES
 from landcover.models import build_classifier
@@ -255,10 +256,9 @@ class LandCoverTask(BaseTask):
     def on_test_epoch_end(self) -> None:
         """Besides TensorBoard: test_report.json, test_confusion_matrix.png and the table on the console."""
         rows, confusion = self._report("test")
-        log_dir = self.trainer.log_dir  # on every process: under DDP it is a collective call
-        if not (self.trainer.is_global_zero and log_dir):
+        if not self.trainer.is_global_zero:  # run_directory: no collective call, safe on one rank
             return
-        out = Path(log_dir)
+        out = Path(run_directory(self.trainer))
         report = {
             "classes": rows,
             "confusion_matrix": confusion.tolist(),

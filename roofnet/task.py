@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import UserInputError
+from common.run_directory import run_directory
 from common.task import BaseTask
 from roofnet.data.datasets import DATASET_NAMES
 from roofnet.data.formats import PITCH_IGNORE, PITCH_PRESETS, RoofDataError
@@ -212,11 +213,13 @@ class RoofTask(BaseTask):
         from lightning.pytorch.strategies import DDPStrategy
         from lightning.pytorch.utilities import rank_zero_info
 
+        from common.lightning_private import ddp_kwargs as private_ddp_kwargs
+
         strategy = self.trainer.strategy
         if not isinstance(strategy, DDPStrategy):
             return
-        ddp_kwargs = getattr(strategy, "_ddp_kwargs", None)
-        if not isinstance(ddp_kwargs, dict):  # a Lightning without this attribute: say what to do
+        ddp_kwargs = private_ddp_kwargs(strategy)
+        if ddp_kwargs is None:  # a Lightning without this attribute: say what to do
             raise RuntimeError(
                 "RoofTask under DDP: batches train only the heads their dataset has labels for; "
                 "set --trainer.strategy ddp_find_unused_parameters_true"
@@ -395,7 +398,7 @@ class RoofTask(BaseTask):
     def on_predict_start(self) -> None:
         from roofnet.data.writers import PredictionRasterWriter
 
-        out = self.hparams.predict_out_dir or str(Path(self.trainer.log_dir or ".") / "predictions")
+        out = self.hparams.predict_out_dir or str(Path(run_directory(self.trainer)) / "predictions")
         vectors = self._vector_path(Path(out))
         if vectors is not None and vectors.exists():
             raise RoofDataError(f"{vectors}: exists; move it away or set --model.predict_out_dir elsewhere")

@@ -9,6 +9,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from common.export import export_bundle, model_config_from_run
+from common.run_directory import run_directory
 
 
 class CheckpointExport(Callback):
@@ -41,12 +42,11 @@ class CheckpointExport(Callback):
         self.bf16 = bf16
         self.onnx = onnx
         self.onnx_tolerance = onnx_tolerance
-        self.exported_to: Path | None = None
+        self.exported_to: Path | str | None = None
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self.enabled and not trainer.fast_dev_run:
-            # trainer.log_dir is a collective call under DDP: every rank asks, rank zero exports.
-            self._export(trainer, pl_module, Path(trainer.log_dir or trainer.default_root_dir))
+            self._export(trainer, pl_module, Path(run_directory(trainer)))
 
     @rank_zero_only
     def _export(self, trainer: Trainer, pl_module: LightningModule, run_dir: Path) -> None:
@@ -60,7 +60,7 @@ class CheckpointExport(Callback):
         }
         self.exported_to = export_bundle(
             pl_module,
-            Path(self.out_dir) if self.out_dir else run_dir / "export",
+            self.out_dir or run_dir / "export",  # out_dir may be an fsspec URL
             model_config=model_config_from_run(run_config),
             run_config=run_config,
             metrics=metrics,

@@ -45,7 +45,9 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from lightning.pytorch.utilities.memory import garbage_collection_cuda, is_oom_error
 
 from common.batches import batch_size_of, loss_of
+from common.lightning_private import forget_dataloaders, restore_checkpoint
 from common.memory import GIB, ProcessTreeMemory, read_memory, reset_cuda_peaks
+from common.run_directory import run_directory
 
 DEFAULT_EXPONENTS = {"image_size": 2.0, "patch_size": 2.0, "crop_size": 2.0}
 
@@ -223,11 +225,10 @@ class StagedScaling(Callback):
         for knob, value in self.best.items():
             setattr(datamodule, knob, value)
         _reset_dataloaders(trainer)
-        trainer._checkpoint_connector.restore(str(snapshot))
+        restore_checkpoint(trainer, str(snapshot))
         snapshot.unlink(missing_ok=True)
         garbage_collection_cuda()
-        # trainer.log_dir is a collective call under DDP: every rank asks, rank zero writes.
-        self._write_reports(trainer, Path(self.out_dir or trainer.log_dir or trainer.default_root_dir))
+        self._write_reports(trainer, Path(self.out_dir or run_directory(trainer)))
 
     def _choose(self, knob: str, passing: list[StageResult]) -> StageResult:
         if knob in self.prefer_fastest:
@@ -387,7 +388,7 @@ class StagedScaling(Callback):
 
 def _reset_dataloaders(trainer: Trainer) -> None:
     loop = trainer.fit_loop
-    loop._combined_loader = None  # force the dataloaders to be rebuilt with the new knob values
+    forget_dataloaders(loop)  # force the dataloaders to be rebuilt with the new knob values
     loop.setup_data()
-    loop.epoch_loop.val_loop._combined_loader = None
+    forget_dataloaders(loop.epoch_loop.val_loop)
     loop.epoch_loop.val_loop.setup_data()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
+from common.lightning_private import new_shared_storage
 from fwi.data.families import FAMILIES, N_RECEIVERS, SEISMIC_SHAPE, SOURCE_X, UNKNOWN_FAMILY, VELOCITY_SHAPE
 from fwi.data.formats import FilePair, FwiDataError, check_test_file
 
@@ -62,7 +63,7 @@ def empty_batch(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
-    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    storage = new_shared_storage(math.prod(shape) * dtype.itemsize)
     return torch.empty(0, dtype=dtype).set_(storage).view(shape)
 
 

@@ -22,6 +22,8 @@ from itertools import pairwise
 import torch
 import torch.nn.functional as F
 
+from common.lightning_private import tensor_version
+
 SEGMENTED_ATTENTION = "housebrain_segmented_sdpa"
 
 
@@ -48,9 +50,13 @@ class LastSegmentBounds:
         self.bounds: list[list[tuple[int, int]]] = []
 
     def get(self, position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
-        if self.tensor is None or self.tensor() is not position_ids or self.version != position_ids._version:
+        if (
+            self.tensor is None
+            or self.tensor() is not position_ids
+            or self.version != tensor_version(position_ids)
+        ):
             self.bounds = segment_bounds(position_ids)
-            self.tensor, self.version = weakref.ref(position_ids), position_ids._version
+            self.tensor, self.version = weakref.ref(position_ids), tensor_version(position_ids)
         return self.bounds
 
 

@@ -56,3 +56,29 @@ def test_platform_directories():
 def test_colab_prefers_a_mounted_drive(tmp_path):
     colab = platform_defaults({"COLAB_GPU": "1", "MTL_COLAB_DRIVE": str(tmp_path)}, capability=(7, 5))
     assert colab.runs_dir == str(tmp_path / "mtl-runs")
+
+
+def test_colab_without_drive_warns_loudly_before_training(tmp_path, monkeypatch, capsys):
+    colab = platform_defaults({"COLAB_GPU": "1", "MTL_COLAB_DRIVE": "/nonexistent"}, capability=(7, 5))
+    assert (
+        "erases" in colab.warning and "drive.mount" in colab.warning and "--runs_dir s3://" in colab.warning
+    )
+    mounted = tmp_path / "MyDrive"
+    mounted.mkdir()
+    assert (
+        platform_defaults({"COLAB_GPU": "1", "MTL_COLAB_DRIVE": str(mounted)}, capability=(7, 5)).warning
+        is None
+    )
+
+    from common.training_cli import MtlCLI
+
+    monkeypatch.setenv("COLAB_GPU", "1")
+    monkeypatch.setenv("MTL_COLAB_DRIVE", "/nonexistent")
+    boring = ["--model", "lightning.pytorch.demos.boring_classes.BoringModel",
+              "--data", "lightning.pytorch.demos.boring_classes.BoringDataModule"]  # fmt: skip
+    MtlCLI(args=boring, run=False)
+    assert (
+        "mtl: WARNING: Google Drive is not mounted: runs go to /content/mtl-runs" in capsys.readouterr().err
+    )
+    MtlCLI(args=[*boring, "--runs_dir", str(tmp_path / "elsewhere")], run=False)
+    assert "WARNING" not in capsys.readouterr().err  # the user chose where runs go

@@ -80,6 +80,9 @@ def validate(requirements: str, design: str) -> dict[str, Any]:
     from housebrain.evaluation import extract_json
 
     report = validate_design(_read_requirements(requirements), extract_json(Path(design).read_text()))
+    for finding in report.findings:
+        if finding.category == "parse":  # the JSON error's line and column are in this file
+            finding.message = f"{design}: {finding.message}"
     result = report.to_dict()
     print(json.dumps(result, indent=2))
     if not report.passed:
@@ -155,14 +158,16 @@ def merge(
     strategy: Literal["average", "weighted", "best", "ties", "dare_ties", "dare_linear"] = "average",
     weights: list[float] | None = None,
     metric: str = "val/loss",
+    metric_mode: Literal["auto", "min", "max"] = "auto",
     density: float = 0.5,
+    seed: int = 0,
     eval: str | None = None,
     eval_samples: int = 16,
     generate_samples: int = 0,
     max_length: int = 1024,
     max_new_tokens: int = 1536,
     constrained: bool = False,
-    merged_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+    merged_dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16",
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge LoRA adapters; export a peft adapter dir and a merged full model; report against each input.
@@ -173,19 +178,23 @@ def merge(
     Args:
         adapters: adapter directories or export bundles (their `adapter/` is used).
         out: output directory.
-        strategy: average | weighted | best (exact or selection) or ties | dare_ties | dare_linear (peft).
-        weights: merge weights for weighted/ties/dare (normalised); default for weighted: inverse eval
-            loss, from the bundles' metrics.json or from --eval.
-        metric: metric in the bundles' metrics.json that `weighted` and `best` use (lower is better).
-        density: fraction of weights kept by ties/dare.
+        strategy: average | weighted | best (exact or selection) or ties | dare_ties | dare_linear
+            (on the deltas scale * B @ A, as the TIES and DARE papers define them).
+        weights: merge weights for average/weighted/ties/dare (normalised); default for weighted: from
+            --metric (bundles' metrics.json, or measured with --eval).
+        metric: metric that `weighted` and `best` use (val/loss, val/validator_pass_rate, ...).
+        metric_mode: min (lower is better) or max; auto infers it for the project's metrics.
+        density: fraction of each delta kept by ties (largest magnitudes) and dare (at random).
+        seed: seed of DARE's random drop (recorded in the report; same seed, same merge).
         eval: chat JSONL to evaluate every adapter and the merge on (eval loss, token accuracy).
         eval_samples: number of eval samples used.
         generate_samples: eval prompts answered by generation for JSON/validator pass rates (0: skip).
         max_length: samples longer than this many tokens are truncated for the eval loss.
         max_new_tokens: generation length limit for --generate_samples.
         constrained: also generate with schema-constrained decoding and report those rates beside.
-        merged_dtype: dtype of the merged full model's weights (float16 halves SmolLM2 to ~270 MB).
-        base: base model path; default: the one recorded in the adapters (housebrain.json).
+        merged_dtype: dtype of the merged full model's weights (16-bit: SmolLM2-135M ~270 MB).
+        base: where the base model is on this machine (directory or .gguf); it must hold the weights the
+            adapters were trained on (checked by SHA-256 and size). Default: the path recorded at training.
     """
     from housebrain.merging import merge_adapters
 
@@ -195,7 +204,9 @@ def merge(
         strategy=strategy,
         weights=weights,
         metric=metric,
+        metric_mode=metric_mode,
         density=density,
+        seed=seed,
         eval_file=eval,
         eval_samples=eval_samples,
         generate_samples=generate_samples,

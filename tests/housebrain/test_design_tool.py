@@ -67,6 +67,10 @@ def test_validate_exits_nonzero_on_errors(
     with pytest.raises(SystemExit):
         housebrain_cli(["validate", "--requirements", req, "--design", design])
     assert '"rule": "total"' in capsys.readouterr().out
+    design.write_text("the model wrote prose, no JSON\n")
+    with pytest.raises(SystemExit):
+        housebrain_cli(["validate", "--requirements", req, "--design", design])
+    assert f"{design}: not valid JSON" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"req\.json: not valid JSON"):
         req.write_text("{plot")
         housebrain_cli(["validate", "--requirements", req, "--design", design])

@@ -209,18 +209,18 @@ def generate_reply(
 ) -> str:
     """Greedy reply to a conversation that ends with the user's turn (stops at the end-of-turn token).
 
-    `constrained=True` only lets the model write JSON valid against the `HouseDesign` schema
-    (lm-format-enforcer); the reply can still be cut by `max_new_tokens`.
+    `constrained=True` only lets the model write JSON valid against the reply schema (a `HouseDesign`
+    or a `HouseRefusal`, lm-format-enforcer); the reply can still be cut by `max_new_tokens`.
     """
     from housebrain.data.chat import end_of_turn_id, prompt_text
 
     extra: dict[str, Any] = {}
     if constrained:
-        from housebrain.design.schema import HouseDesign
+        from housebrain.design.schema import reply_json_schema
         from housebrain.models.constrained import schema_prefix_fn
 
         extra["prefix_allowed_tokens_fn"] = schema_prefix_fn(
-            tokenizer, HouseDesign.model_json_schema(), end_of_turn_id(tokenizer)
+            tokenizer, reply_json_schema(), end_of_turn_id(tokenizer)
         )
 
     ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False, return_tensors="pt")

@@ -27,6 +27,7 @@ from housebrain.data.chat import end_of_turn_id
 from housebrain.evaluation import generation_rates, masked_loss
 from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, generate_reply, load_causal_lm
 from housebrain.models.lora import build_lora_model, save_adapter
+from housebrain.models.segmented_attention import expect_packed_rows
 
 ADAPTER_DIR = "adapter"
 
@@ -96,12 +97,41 @@ class HouseDesignSFT(LightningModule):
         self.val_loss_mean = MeanMetric()
 
     # ---- training -------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V). No attention mask: restarting position ids mark packed samples."""
-        return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        sample_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, T, V). No attention mask: restarting position ids mark packed samples.
+
+        `sample_index` (B, T; -1 for padding) tells the attention how many samples each row packs, so
+        it raises instead of letting them attend to each other when the position ids do not reach it.
+        """
+        samples = None
+        if sample_index is not None and int(sample_index.max()) > 0:
+            samples = (sample_index.max(dim=1).values + 1).tolist()
+        with expect_packed_rows(samples):
+            return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+
+    def objective(
+        self, batch: dict[str, torch.Tensor], loss: torch.Tensor, count: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss to back-propagate: summed token losses over the accumulation window's tokens.
+
+        Lightning divides each micro-batch's loss by `accumulate_grad_batches` (k) before backward, so
+        `loss * count * k / window_tokens` makes the accumulated gradient that of the mean loss per
+        reply token over the window, whatever the micro-batches hold (packed or not). Without a window
+        count (validation, DDP) it is the micro-batch's own per-token mean.
+        """
+        if "window_tokens" not in batch:
+            return loss
+        trainer = self._trainer
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1) if trainer is not None else 1
+        return loss * count * accumulate / batch["window_tokens"].clamp(min=1)
 
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["position_ids"])
+        logits = self(batch["input_ids"], batch["position_ids"], batch.get("sample_index"))
         loss, correct, count = masked_loss(logits, batch["labels"])
         tokens = int(count)
         on_step = split == "train"
@@ -131,7 +161,7 @@ class HouseDesignSFT(LightningModule):
             self.log("train/tokens", real_tokens, on_step=True, reduce_fx="sum")
         elif split == "val":
             self.val_loss_mean.update(loss.detach(), weight=count)
-        return loss
+        return self.objective(batch, loss, count) if on_step else loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

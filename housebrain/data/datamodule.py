@@ -28,12 +28,15 @@ from housebrain.data.chat import (
     Encoded,
     collate_rows,
     encode_conversation,
+    fill_factor,
+    label_tokens,
     load_encoded,
     pack,
     read_chat_jsonl,
     save_encoded,
 )
 from housebrain.data.generator import EVAL_FILE, TRAIN_FILE, write_dataset
+from housebrain.data.windows import AccumulationWindowSampler
 
 DEFAULT_ROOT = ".cache/mtl/housebrain/data"
 
@@ -51,7 +54,10 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> list[Encoded]:
+    def __getitem__(self, index: int | tuple[int, int]) -> list[Encoded] | tuple[list[Encoded], int]:
+        """A row, or `(row, window tokens)` for an `AccumulationWindowSampler` key."""
+        if isinstance(index, tuple):
+            return self.rows[index[0]], index[1]
         return self.rows[index]
 
 
@@ -200,21 +206,53 @@ class HouseDesignDataModule(LightningDataModule):
             raise ChatDataError(f"{path}: no usable samples (all {total} longer than max_length?)")
         return encoded
 
-    def _loader(self, samples: list[Encoded], shuffle: bool) -> DataLoader:
-        rows = pack(samples, self.max_length) if self.packing else [[s] for s in samples]
-        pad_id = self.tokenizer.pad_token_id
+    def _rows(self, samples: list[Encoded], split: str) -> list[list[Encoded]]:
+        if not self.packing:
+            return [[s] for s in samples]
+        rows = pack(samples, self.max_length)
+        fill = fill_factor(rows, self.max_length)
+        self.stats[f"{split}_packing"] = {
+            "rows": len(rows),
+            "samples_per_row": round(len(samples) / max(len(rows), 1), 3),
+            "fill_factor": round(fill, 4),
+        }
+        rank_zero_info(
+            f"{split}: best-fit-decreasing packing put {len(samples)} samples into {len(rows)} rows of "
+            f"{self.max_length} tokens ({len(samples) / max(len(rows), 1):.2f} per row, fill factor {fill:.3f})"
+        )
+        return rows
+
+    def _loader(self, samples: list[Encoded], shuffle: bool, split: str = "val") -> DataLoader:
+        rows = self._rows(samples, split)
+        collate = partial(collate_rows, pad_id=self.tokenizer.pad_token_id)
         dataset = _Rows(rows)
+        if shuffle and self._world_size() == 1:
+            # per-token loss over each accumulation window (housebrain/data/windows.py)
+            sampler = AccumulationWindowSampler(
+                [label_tokens(row) for row in rows], self.batch_size, self._accumulation()
+            )
+            return ResumableLoader(
+                dataset, batch_sampler=sampler, num_workers=self.num_workers, collate_fn=collate
+            )
         return ResumableLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=EpochRandomSampler(dataset) if shuffle else None,
             num_workers=self.num_workers,
-            collate_fn=partial(collate_rows, pad_id=pad_id),
+            collate_fn=collate,
             persistent_workers=False,
         )
 
+    def _accumulation(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(getattr(trainer, "accumulate_grad_batches", 1) or 1) if trainer is not None else 1
+
+    def _world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_samples[: self.max_samples], shuffle=True)
+        return self._loader(self.train_samples[: self.max_samples], shuffle=True, split="train")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.eval_samples, shuffle=False)

@@ -9,13 +9,14 @@ offline with `tokenizers` (the quickstart's and the tests' model).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from housebrain.models.segmented_attention import register_segmented_attention
+from housebrain.models.segmented_attention import register_segmented_attention, unsupported_variant
 
 #: SmolLM2's chat template (ChatML) without its default system prompt; the tiny model uses it too.
 CHATML_TEMPLATE = (
@@ -68,16 +69,23 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> tupl
     Attention runs per packed sample (`segmented_attention`), so packed rows cost no more attention than
     their samples would alone.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     directory, gguf = _split_source(path)
     tokenizer = load_tokenizer(path)
+    config = AutoConfig.from_pretrained(directory, gguf_file=gguf, local_files_only=True)
+    variant = unsupported_variant(config)
+    if variant:
+        # packed rows then need transformers' dense block mask (slower, same values)
+        warnings.warn(
+            f"{path}: {variant}: using transformers' sdpa attention instead of per-sample SDPA", stacklevel=2
+        )
     model = AutoModelForCausalLM.from_pretrained(
         directory,
         gguf_file=gguf,
         dtype=dtype,
         local_files_only=True,
-        attn_implementation=register_segmented_attention(),
+        attn_implementation="sdpa" if variant else register_segmented_attention(),
     )
     model.config.use_cache = False
     return model, tokenizer

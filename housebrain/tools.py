@@ -1,8 +1,9 @@
-"""`mtl housebrain <verb>`: generate-data, split, validate, design, merge, tiny-model.
+"""`mtl housebrain <verb>`: generate-data, split, validate, design, merge, export-gguf, tiny-model.
 
     mtl housebrain generate-data --samples 500000 --out data/hb --workers 2
     mtl housebrain split --source data/hb --shards 6 --out data/hb-splits --zip true
     mtl housebrain merge --adapters runs/a/export runs/b/export --strategy average --out merged --eval data/hb/eval.jsonl
+    mtl housebrain export-gguf --merged merged/merged --out housebrain-q8_0.gguf --quant q8_0
     mtl housebrain design --model merged/merged --requirements req.json --out design/
 
 Heavy imports (torch, transformers, peft) happen inside the verbs so `mtl --help` stays fast.
@@ -220,6 +221,21 @@ def merge(
     return report
 
 
+def export_gguf(merged: str, out: str, quant: Literal["q8_0", "f16"] = "q8_0") -> dict[str, Any]:
+    """Write a merged model (`mtl housebrain merge`'s out/merged) as one GGUF file for llama.cpp.
+
+    Args:
+        merged: merged transformers model directory (Llama architecture: SmolLM2).
+        out: the .gguf file to write.
+        quant: q8_0 (8.5 bits a weight; SmolLM2-135M about 145 MB) or f16 (about 270 MB).
+    """
+    from housebrain.gguf_export import export_gguf as write
+
+    result = write(merged, out, quant)
+    print(f"wrote {result['out']}: {result['tensors']} tensors, {result['bytes'] / 1e6:.1f} MB ({quant})")
+    return result
+
+
 def tiny_model(out: str = ".cache/mtl/housebrain/tiny-llama", samples: int = 300) -> str:
     """Write a tiny random Llama with a tokenizer trained offline on generated designs (for tests/demos).
 
@@ -264,5 +280,6 @@ def commands() -> dict[str, Callable[..., Any]]:
         "validate": validate,
         "design": design,
         "merge": merge,
+        "export-gguf": export_gguf,
         "tiny-model": tiny_model,
     }

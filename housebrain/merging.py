@@ -462,7 +462,7 @@ def merge_adapters(
 
     from housebrain.data.chat import read_chat_jsonl
     from housebrain.evaluation import evaluate_conversations, generation_rates
-    from housebrain.models.causal_lm import load_causal_lm
+    from housebrain.models.causal_lm import load_causal_lm, save_model
 
     if strategy not in STRATEGIES:
         raise MergeError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -511,9 +511,7 @@ def merge_adapters(
     fold_into_base(model, deltas, bool(adapters[0].config.get("fan_in_fan_out")))
     model.eval()
     merged_row = {"adapter": f"merge ({strategy})", **evaluate(model, tokenizer)}
-    model = model.to(getattr(torch, merged_dtype))
-    model.save_pretrained(out / "merged")
-    tokenizer.save_pretrained(out / "merged")
+    save_model(model, tokenizer, out / "merged", getattr(torch, merged_dtype))
     report = {
         "strategy": strategy,
         "weights": dict(zip([str(a.path) for a in adapters], merge_weights, strict=True)),

@@ -91,6 +91,21 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> tupl
     return model, tokenizer
 
 
+def save_model(model: torch.nn.Module, tokenizer: Any, directory: str | Path, dtype: torch.dtype) -> Path:
+    """Save a (merged) model as a transformers directory in `dtype`, also when it was loaded from GGUF.
+
+    transformers marks a model loaded with `gguf_file=` as quantized and refuses to save it, although
+    its weights are already dequantised to ordinary tensors; the marker is dropped before saving."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+        model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.to(dtype).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return Path(directory)
+
+
 def _split_source(path: str | Path) -> tuple[str, str | None]:
     source = Path(path)
     if source.is_file() and source.suffix == ".gguf":

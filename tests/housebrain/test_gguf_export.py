@@ -49,3 +49,23 @@ def test_q8_0_is_about_half_of_f16(housebrain_cli, tiny_model: Path, tmp_path: P
 def test_not_a_model_directory_is_named(housebrain_cli, tmp_path: Path) -> None:
     with pytest.raises(GGUFExportError, match=r"nothing: expected a merged model directory"):
         housebrain_cli(["export-gguf", "--merged", tmp_path / "nothing", "--out", "x.gguf"])
+
+
+def test_adapters_on_a_gguf_base_merge_and_ship_as_gguf(
+    housebrain_cli, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The plan end to end on a GGUF base (as SmolLM2 ships): adapters, merge, Q8_0 GGUF, loaded back."""
+    from transformers import AutoModelForCausalLM
+
+    from tests.housebrain.test_merge import make_adapter
+
+    housebrain_cli(["export-gguf", "--merged", tiny_model, "--out", "base.gguf", "--quant", "f16"])
+    base = tmp_path / "base.gguf"
+    adapters = [make_adapter(base, tmp_path / f"a{i}", seed=i) for i in range(2)]
+    report = housebrain_cli(
+        ["merge", "--adapters", f"[{adapters[0]},{adapters[1]}]", "--out", "m", "--strategy", "ties"]
+    )
+    assert report["base_identity"]["files"] == ["base.gguf"]
+    housebrain_cli(["export-gguf", "--merged", tmp_path / "m/merged", "--out", "shipped.gguf"])
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file="shipped.gguf", local_files_only=True)
+    assert model.config.num_hidden_layers == 2

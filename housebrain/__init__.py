@@ -8,7 +8,7 @@ Where things live:
     evaluation.py  masked loss, eval loss, scoring generated designs (parse / schema / validator / fields)
     merging.py   exact average/weighted LoRA merges, best, peft ties/dare; report
     task.py      HouseDesignSFT, the LightningModule
-    tools.py     `mtl housebrain <verb>`: generate-data, split, validate, design, merge, tiny-model
+    tools.py     `mtl housebrain <verb>`: generate, split, validate, design, merge, tiny-model
 
 User guide: docs/housebrain.md.
 """

@@ -20,10 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import UserInputError
+
 QUANTS = ("q8_0", "f16")
 
 
-class GGUFExportError(ValueError):
+class GGUFExportError(UserInputError):
     """A model that cannot be written as GGUF here (the message names the directory)."""
 
 

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from common.errors import UserInputError
 from housebrain.models.identity import BaseIdentityError, base_identity, describe, same_base
 from housebrain.models.lora import SOURCE_FILE
 
@@ -62,10 +63,8 @@ KNOWN_METRIC_MODES = {
 }
 
 
-class MergeError(ValueError):
-    """Adapters that cannot be merged; the message names the adapter or the option.
-
-    A ValueError (the platform's user-input error class is not in this tree yet)."""
+class MergeError(UserInputError):
+    """Adapters that cannot be merged; the message names the adapter or the option."""
 
 
 @dataclass

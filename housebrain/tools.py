@@ -1,6 +1,6 @@
-"""`mtl housebrain <verb>`: generate-data, split, validate, design, merge, export-gguf, tiny-model.
+"""`mtl housebrain <verb>`: generate, split, validate, design, merge, export-gguf, tiny-model.
 
-    mtl housebrain generate-data --samples 500000 --out data/hb --workers 2
+    mtl housebrain generate --samples 500000 --out data/hb --workers 2
     mtl housebrain split --source data/hb --shards 6 --out data/hb-splits --zip true
     mtl housebrain merge --adapters runs/a/export runs/b/export --strategy average --out merged --eval data/hb/eval.jsonl
     mtl housebrain export-gguf --merged merged/merged --out housebrain-q8_0.gguf --quant q8_0
@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from common.errors import MissingInputError, UserInputError
 
-def generate_data(
+
+def generate(
     samples: int = 1000,
     out: str = "data/housebrain",
     workers: int = 1,
@@ -131,7 +133,7 @@ def design(
         ]
         reply = generate_reply(lm, tokenizer, messages, max_new_tokens, constrained=constrained)
     else:
-        raise ValueError("give --model (to generate a design) or --design_file (to draw one)")
+        raise UserInputError("give --model (to generate a design) or --design_file (to draw one)")
     text = extract_json(reply)
     report = validate_design(req, text)
     directory = Path(out)
@@ -255,9 +257,9 @@ def _read_json(path: str) -> Any:
     try:
         return json.loads(file.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{file}: file not found") from None
+        raise MissingInputError(f"{file}: file not found") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{file}: not valid JSON ({error.msg} at line {error.lineno})") from error
+        raise UserInputError(f"{file}: not valid JSON ({error.msg} at line {error.lineno})") from error
 
 
 def _read_requirements(path: str) -> Any:
@@ -270,12 +272,12 @@ def _read_requirements(path: str) -> Any:
         return Requirements.model_validate(_read_json(path))
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in error.errors())
-        raise ValueError(f"{path}: invalid requirements: {problems}") from None
+        raise UserInputError(f"{path}: invalid requirements: {problems}") from None
 
 
 def commands() -> dict[str, Callable[..., Any]]:
     return {
-        "generate-data": generate_data,
+        "generate": generate,
         "split": split,
         "validate": validate,
         "design": design,

@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from common.errors import UserInputError
+
 IGNORE = -100
 
 
-class ChatDataError(ValueError):
+class ChatDataError(UserInputError):
     """A chat JSONL file that cannot be used; the message names the file and line."""
 
 

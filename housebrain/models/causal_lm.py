@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from common.errors import MissingInputError
 from housebrain.models.segmented_attention import register_segmented_attention, unsupported_variant
 
 #: SmolLM2's chat template (ChatML) without its default system prompt; the tiny model uses it too.
@@ -29,7 +30,7 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelSourceError(FileNotFoundError):
+class ModelSourceError(MissingInputError):
     """A model path that cannot be loaded offline (the message says what was expected)."""
 
 

@@ -13,13 +13,15 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserInputError
+
 #: Files that hold a Hugging Face model's weights (safetensors first; `.bin` only when no safetensors).
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 _CHUNK = 1 << 22
 _cache: dict[tuple[str, int, int], str] = {}
 
 
-class BaseIdentityError(ValueError):
+class BaseIdentityError(UserInputError):
     """A base model path without weight files to identify (the message names the path)."""
 
 

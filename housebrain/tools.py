@@ -28,7 +28,8 @@ def generate(
     seed: int = 0,
     validate: bool = True,
 ) -> dict[str, Any]:
-    """Write procedural house designs as chat JSONL (train.jsonl, eval.jsonl, meta.json).
+    """Write procedural requests and their designs (or refusals) as chat JSONL (train.jsonl, eval.jsonl,
+    meta.json with the dataset's statistics: feasibility, topologies, room programs, budget slack).
 
     Args:
         samples: number of samples in total (train + eval).
@@ -46,6 +47,14 @@ def generate(
     print(
         f"wrote {meta['train']} train + {meta['eval']} eval samples to {out} in {meta['seconds']:.1f} s "
         f"({meta['samples_per_second']:.0f} samples/s, {workers} worker(s), validated={validate})"
+    )
+    stats = meta["statistics"]
+    slack = stats["budget_slack_cost_over_budget"]
+    print(
+        f"{stats['designs']} designs ({stats['reduced_designs']} reduced), {stats['refusals']} refusals "
+        f"{stats['refusal_reasons']}; {stats['distinct_room_programs']} room programs; topologies "
+        f"{stats['topologies']}; cost/budget p05 {slack['p05']} p50 {slack['p50']} p95 {slack['p95']}, "
+        f"correlation {stats['cost_budget_correlation']} (all in {out}/meta.json)"
     )
     return meta
 

@@ -18,7 +18,7 @@ def test_generate_data_writes_valid_chat_jsonl_independent_of_workers(
     mtl, housebrain_cli, tmp_path: Path
 ) -> None:
     result = mtl(["housebrain", "generate", "--samples", "120", "--out", "one", "--workers", "1"])
-    assert "samples/s" in result.stdout
+    assert "samples/s" in result.stdout and "refusals" in result.stdout and "room programs" in result.stdout
     housebrain_cli(["generate", "--samples", "120", "--out", "two", "--workers", "2", "--validate", "false"])
     meta = json.loads((tmp_path / "one/meta.json").read_text())
     assert (meta["train"], meta["eval"]) == (118, 2) and meta["samples_per_second"] > 0

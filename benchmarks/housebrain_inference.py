@@ -37,7 +37,14 @@ TARGET_SECONDS, TARGET_GB = 5.0, 8.0
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory. VmHWM, not getrusage's ru_maxrss: Linux keeps ru_maxrss
+    across fork and exec, so a child would report the parent's peak (the model preparation's)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def prompts(n: int) -> list[list[dict[str, str]]]:
@@ -47,10 +54,11 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
 
 
 def design_tokens(tokenizer, n: int = 40) -> int:
-    """Median token count of generated replies (designs and refusals as the data has them)."""
+    """Median token count of generated designs (refusals, about 210 tokens, left out)."""
     from housebrain.data.generator import sample
 
-    counts = [len(tokenizer(sample(800_000 + i)["messages"][2]["content"])["input_ids"]) for i in range(n)]
+    replies = (sample(800_000 + i)["messages"][2]["content"] for i in range(n))
+    counts = [len(tokenizer(text)["input_ids"]) for text in replies if '"refusal"' not in text[:20]]
     return int(statistics.median(counts))
 
 

@@ -3,12 +3,15 @@
 Where things live:
 
     design/      the JSON contract (schema.py), validate_design (validator.py), plane geometry, SVG/OBJ/GLB
-    data/        procedural generator (chat JSONL), chat tokenisation + loss masks + packing, shards, DataModule
-    models/      offline model loading (HF dir or GGUF, tiny test Llama), LoRA adapters, constrained decoding
+    data/        request-first generator (chat JSONL), tokenisation + loss masks + BFD packing, accumulation
+                 windows, shards, DataModule
+    models/      offline model loading (HF dir or GGUF, tiny test Llama), LoRA adapters, base identity by
+                 content, per-sample attention, constrained decoding
     evaluation.py  masked loss, eval loss, scoring generated designs (parse / schema / validator / fields)
-    merging.py   exact average/weighted LoRA merges, best, peft ties/dare; report
-    task.py      HouseDesignSFT, the LightningModule
-    tools.py     `mtl housebrain <verb>`: generate-data, split, validate, design, merge, tiny-model
+    merging.py   average/weighted/best/TIES/DARE merges on the LoRA deltas; report
+    gguf_export.py  merged model -> Q8_0/F16 GGUF
+    task.py      HouseDesignSFT, the LightningModule (a BaseTask)
+    tools.py     `mtl housebrain <verb>`: generate, split, validate, design, merge, export-gguf, tiny-model
 
 User guide: docs/housebrain.md.
 """

@@ -84,10 +84,14 @@ def score_reply(requirements: dict[str, Any], reference: str, reply: str) -> dic
         scores["field_accuracy"] = 0.0
         return scores
     generated = json.loads(extract_json(reply))
+    expected = json.loads(reference)
     if not isinstance(generated, dict):
         scores["field_accuracy"] = 0.0
         return scores
-    want, got = _fields(json.loads(reference)), _fields(generated)
+    if "refusal" in expected or "refusal" in generated:  # a refusal is right only where one is due
+        scores["field_accuracy"] = float("refusal" in expected and "refusal" in generated)
+        return scores
+    want, got = _fields(expected), _fields(generated)
     hits = 0
     for name in FIELDS:
         if name in ("area_m2", "cost_total"):

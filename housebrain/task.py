@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchmetrics import MeanMetric
 
+from common.task import BaseTask
 from housebrain.data.chat import end_of_turn_id
 from housebrain.evaluation import generation_rates, masked_loss
 from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, generate_reply, load_causal_lm
 from housebrain.models.lora import build_lora_model, save_adapter
+from housebrain.models.segmented_attention import expect_packed_rows
 
 ADAPTER_DIR = "adapter"
 
@@ -35,7 +36,7 @@ class BestDesignCheckpoint(ModelCheckpoint):
     """`best.ckpt` by `val/select`; a subclass so it sits beside the platform's last/step checkpoints."""
 
 
-class HouseDesignSFT(LightningModule):
+class HouseDesignSFT(BaseTask):
     """LoRA SFT on chat data; see the module docstring.
 
     Args:
@@ -47,8 +48,10 @@ class HouseDesignSFT(LightningModule):
         lora_alpha: LoRA alpha (scale = alpha / r).
         lora_dropout: dropout on the LoRA input.
         target_modules: names of the linear layers that get adapters.
-        learning_rate: AdamW learning rate.
-        weight_decay: AdamW weight decay.
+        optimizer: adamw, adam or sgd (the platform's vocabulary, `common.task`).
+        lr: learning rate.
+        weight_decay: weight decay.
+        scheduler: none, cosine, linear, onecycle or plateau (on `val/select`).
         warmup_steps: linear warmup of the learning rate over this many optimizer steps.
         eval_generate_samples: eval prompts answered by greedy generation at each validation (0: none).
         eval_max_new_tokens: generation length limit for those answers.
@@ -58,6 +61,8 @@ class HouseDesignSFT(LightningModule):
         gradient_checkpointing: recompute activations in the backward pass (less memory, ~30% slower).
     """
 
+    monitor, monitor_mode = "val/select", "min"
+
     def __init__(
         self,
         model_path: str = "",
@@ -66,8 +71,10 @@ class HouseDesignSFT(LightningModule):
         lora_alpha: int = 16,
         lora_dropout: float = 0.05,
         target_modules: list[str] | None = None,
-        learning_rate: float = 2e-4,
+        optimizer: str = "adamw",
+        lr: float = 2e-4,
         weight_decay: float = 0.0,
+        scheduler: str = "none",
         warmup_steps: int = 0,
         eval_generate_samples: int = 4,
         eval_max_new_tokens: int = 512,
@@ -76,16 +83,18 @@ class HouseDesignSFT(LightningModule):
         gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
         self.strict_loading = False
-        self.source = model_path or default_model_path()
-        if create_tiny_model and not Path(self.source).exists():
+
+    def configure_models(self) -> None:
+        hparams = self.hparams
+        self.source = hparams.model_path or default_model_path()
+        if hparams.create_tiny_model and not Path(self.source).exists():
             ensure_tiny_llama(self.source)
         base, self.tokenizer = load_causal_lm(self.source)
-        targets = target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"]
-        if gradient_checkpointing:
+        targets = hparams.target_modules or ["q_proj", "k_proj", "v_proj", "o_proj"]
+        if hparams.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        self.model = build_lora_model(base, lora_r, lora_alpha, lora_dropout, targets)
+        self.model = build_lora_model(base, hparams.lora_r, hparams.lora_alpha, hparams.lora_dropout, targets)
         # transformers returns models in eval mode and Lightning keeps each submodule's mode, so without
         # this the base model would train in eval mode (Lightning warns of "modules in eval mode"): no
         # effect on Llama-family models, which have no dropout, but a base model with dropout (GPT-2's
@@ -94,14 +103,56 @@ class HouseDesignSFT(LightningModule):
         self.model.train()
         self.end_of_turn = end_of_turn_id(self.tokenizer)
         self.val_loss_mean = MeanMetric()
+        self.eval_conversations: list = []
+
+    def setup(self, stage: str) -> None:
+        """The platform's hand-off at fit; `mtl validate`/`test` get the eval prompts the same way."""
+        super().setup(stage)
+        if stage != "fit" and self._trainer is not None:
+            fitted = getattr(getattr(self.trainer, "datamodule", None), "fitted_statistics", None)
+            if callable(fitted):
+                self.receive_statistics(fitted())
+
+    def receive_statistics(self, statistics: dict[str, Any]) -> None:
+        """The datamodule hands over its eval conversations (the prompts answered by generation)."""
+        self.eval_conversations = list(statistics.get("eval_conversations", []))
 
     # ---- training -------------------------------------------------------------------------------
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (B, T, V). No attention mask: restarting position ids mark packed samples."""
-        return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        sample_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, T, V). No attention mask: restarting position ids mark packed samples.
+
+        `sample_index` (B, T; -1 for padding) tells the attention how many samples each row packs, so
+        it raises instead of letting them attend to each other when the position ids do not reach it.
+        """
+        samples = None
+        if sample_index is not None and int(sample_index.max()) > 0:
+            samples = (sample_index.max(dim=1).values + 1).tolist()
+        with expect_packed_rows(samples):
+            return self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
+
+    def objective(
+        self, batch: dict[str, torch.Tensor], loss: torch.Tensor, count: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss to back-propagate: summed token losses over the accumulation window's tokens.
+
+        Lightning divides each micro-batch's loss by `accumulate_grad_batches` (k) before backward, so
+        `loss * count * k / window_tokens` makes the accumulated gradient that of the mean loss per
+        reply token over the window, whatever the micro-batches hold (packed or not). Without a window
+        count (validation, DDP) it is the micro-batch's own per-token mean.
+        """
+        if "window_tokens" not in batch:
+            return loss
+        trainer = self._trainer
+        accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1) if trainer is not None else 1
+        return loss * count * accumulate / batch["window_tokens"].clamp(min=1)
 
     def _step(self, batch: dict[str, torch.Tensor], split: str) -> torch.Tensor:
-        logits = self(batch["input_ids"], batch["position_ids"])
+        logits = self(batch["input_ids"], batch["position_ids"], batch.get("sample_index"))
         loss, correct, count = masked_loss(logits, batch["labels"])
         tokens = int(count)
         on_step = split == "train"
@@ -131,7 +182,7 @@ class HouseDesignSFT(LightningModule):
             self.log("train/tokens", real_tokens, on_step=True, reduce_fx="sum")
         elif split == "val":
             self.val_loss_mean.update(loss.detach(), weight=count)
-        return loss
+        return self.objective(batch, loss, count) if on_step else loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -148,8 +199,7 @@ class HouseDesignSFT(LightningModule):
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
-        conversations = getattr(self.trainer.datamodule, "eval_conversations", [])
-        conversations = conversations[: self.hparams.eval_generate_samples]
+        conversations = self.eval_conversations[: self.hparams.eval_generate_samples]
         validity = 0.0
         if conversations:
             was_training = self.training
@@ -181,17 +231,6 @@ class HouseDesignSFT(LightningModule):
             return generate_reply(self.model, self.tokenizer, messages, max_new_tokens)
         finally:
             self.train(was_training)
-
-    def configure_optimizers(self) -> Any:
-        params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(
-            params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay
-        )
-        warmup = max(int(self.hparams.warmup_steps), 0)
-        if not warmup:
-            return optimizer
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def configure_callbacks(self) -> list:
         if not self.hparams.best_checkpoint:

@@ -1,8 +1,9 @@
-"""`mtl housebrain <verb>`: generate-data, split, validate, design, merge, tiny-model.
+"""`mtl housebrain <verb>`: generate, split, validate, design, merge, export-gguf, tiny-model.
 
-    mtl housebrain generate-data --samples 500000 --out data/hb --workers 2
+    mtl housebrain generate --samples 500000 --out data/hb --workers 2
     mtl housebrain split --source data/hb --shards 6 --out data/hb-splits --zip true
     mtl housebrain merge --adapters runs/a/export runs/b/export --strategy average --out merged --eval data/hb/eval.jsonl
+    mtl housebrain export-gguf --merged merged/merged --out housebrain-q8_0.gguf --quant q8_0
     mtl housebrain design --model merged/merged --requirements req.json --out design/
 
 Heavy imports (torch, transformers, peft) happen inside the verbs so `mtl --help` stays fast.
@@ -16,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from common.errors import MissingInputError, UserInputError
 
-def generate_data(
+
+def generate(
     samples: int = 1000,
     out: str = "data/housebrain",
     workers: int = 1,
@@ -25,7 +28,8 @@ def generate_data(
     seed: int = 0,
     validate: bool = True,
 ) -> dict[str, Any]:
-    """Write procedural house designs as chat JSONL (train.jsonl, eval.jsonl, meta.json).
+    """Write procedural requests and their designs (or refusals) as chat JSONL (train.jsonl, eval.jsonl,
+    meta.json with the dataset's statistics: feasibility, topologies, room programs, budget slack).
 
     Args:
         samples: number of samples in total (train + eval).
@@ -43,6 +47,14 @@ def generate_data(
     print(
         f"wrote {meta['train']} train + {meta['eval']} eval samples to {out} in {meta['seconds']:.1f} s "
         f"({meta['samples_per_second']:.0f} samples/s, {workers} worker(s), validated={validate})"
+    )
+    stats = meta["statistics"]
+    slack = stats["budget_slack_cost_over_budget"]
+    print(
+        f"{stats['designs']} designs ({stats['reduced_designs']} reduced), {stats['refusals']} refusals "
+        f"{stats['refusal_reasons']}; {stats['distinct_room_programs']} room programs; topologies "
+        f"{stats['topologies']}; cost/budget p05 {slack['p05']} p50 {slack['p50']} p95 {slack['p95']}, "
+        f"correlation {stats['cost_budget_correlation']} (all in {out}/meta.json)"
     )
     return meta
 
@@ -80,6 +92,9 @@ def validate(requirements: str, design: str) -> dict[str, Any]:
     from housebrain.evaluation import extract_json
 
     report = validate_design(_read_requirements(requirements), extract_json(Path(design).read_text()))
+    for finding in report.findings:
+        if finding.category == "parse":  # the JSON error's line and column are in this file
+            finding.message = f"{design}: {finding.message}"
     result = report.to_dict()
     print(json.dumps(result, indent=2))
     if not report.passed:
@@ -127,7 +142,7 @@ def design(
         ]
         reply = generate_reply(lm, tokenizer, messages, max_new_tokens, constrained=constrained)
     else:
-        raise ValueError("give --model (to generate a design) or --design_file (to draw one)")
+        raise UserInputError("give --model (to generate a design) or --design_file (to draw one)")
     text = extract_json(reply)
     report = validate_design(req, text)
     directory = Path(out)
@@ -155,14 +170,16 @@ def merge(
     strategy: Literal["average", "weighted", "best", "ties", "dare_ties", "dare_linear"] = "average",
     weights: list[float] | None = None,
     metric: str = "val/loss",
+    metric_mode: Literal["auto", "min", "max"] = "auto",
     density: float = 0.5,
+    seed: int = 0,
     eval: str | None = None,
     eval_samples: int = 16,
     generate_samples: int = 0,
     max_length: int = 1024,
     max_new_tokens: int = 1536,
     constrained: bool = False,
-    merged_dtype: Literal["float32", "float16", "bfloat16"] = "float32",
+    merged_dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16",
     base: str | None = None,
 ) -> dict[str, Any]:
     """Merge LoRA adapters; export a peft adapter dir and a merged full model; report against each input.
@@ -173,19 +190,23 @@ def merge(
     Args:
         adapters: adapter directories or export bundles (their `adapter/` is used).
         out: output directory.
-        strategy: average | weighted | best (exact or selection) or ties | dare_ties | dare_linear (peft).
-        weights: merge weights for weighted/ties/dare (normalised); default for weighted: inverse eval
-            loss, from the bundles' metrics.json or from --eval.
-        metric: metric in the bundles' metrics.json that `weighted` and `best` use (lower is better).
-        density: fraction of weights kept by ties/dare.
+        strategy: average | weighted | best (exact or selection) or ties | dare_ties | dare_linear
+            (on the deltas scale * B @ A, as the TIES and DARE papers define them).
+        weights: merge weights for average/weighted/ties/dare (normalised); default for weighted: from
+            --metric (bundles' metrics.json, or measured with --eval).
+        metric: metric that `weighted` and `best` use (val/loss, val/validator_pass_rate, ...).
+        metric_mode: min (lower is better) or max; auto infers it for the project's metrics.
+        density: fraction of each delta kept by ties (largest magnitudes) and dare (at random).
+        seed: seed of DARE's random drop (recorded in the report; same seed, same merge).
         eval: chat JSONL to evaluate every adapter and the merge on (eval loss, token accuracy).
         eval_samples: number of eval samples used.
         generate_samples: eval prompts answered by generation for JSON/validator pass rates (0: skip).
         max_length: samples longer than this many tokens are truncated for the eval loss.
         max_new_tokens: generation length limit for --generate_samples.
         constrained: also generate with schema-constrained decoding and report those rates beside.
-        merged_dtype: dtype of the merged full model's weights (float16 halves SmolLM2 to ~270 MB).
-        base: base model path; default: the one recorded in the adapters (housebrain.json).
+        merged_dtype: dtype of the merged full model's weights (16-bit: SmolLM2-135M ~270 MB).
+        base: where the base model is on this machine (directory or .gguf); it must hold the weights the
+            adapters were trained on (checked by SHA-256 and size). Default: the path recorded at training.
     """
     from housebrain.merging import merge_adapters
 
@@ -195,7 +216,9 @@ def merge(
         strategy=strategy,
         weights=weights,
         metric=metric,
+        metric_mode=metric_mode,
         density=density,
+        seed=seed,
         eval_file=eval,
         eval_samples=eval_samples,
         generate_samples=generate_samples,
@@ -207,6 +230,21 @@ def merge(
     )
     print(Path(out, "report.md").read_text())
     return report
+
+
+def export_gguf(merged: str, out: str, quant: Literal["q8_0", "f16"] = "q8_0") -> dict[str, Any]:
+    """Write a merged model (`mtl housebrain merge`'s out/merged) as one GGUF file for llama.cpp.
+
+    Args:
+        merged: merged transformers model directory (Llama architecture: SmolLM2).
+        out: the .gguf file to write.
+        quant: q8_0 (8.5 bits a weight; SmolLM2-135M about 145 MB) or f16 (about 270 MB).
+    """
+    from housebrain.gguf_export import export_gguf as write
+
+    result = write(merged, out, quant)
+    print(f"wrote {result['out']}: {result['tensors']} tensors, {result['bytes'] / 1e6:.1f} MB ({quant})")
+    return result
 
 
 def tiny_model(out: str = ".cache/mtl/housebrain/tiny-llama", samples: int = 300) -> str:
@@ -228,9 +266,9 @@ def _read_json(path: str) -> Any:
     try:
         return json.loads(file.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{file}: file not found") from None
+        raise MissingInputError(f"{file}: file not found") from None
     except json.JSONDecodeError as error:
-        raise ValueError(f"{file}: not valid JSON ({error.msg} at line {error.lineno})") from error
+        raise UserInputError(f"{file}: not valid JSON ({error.msg} at line {error.lineno})") from error
 
 
 def _read_requirements(path: str) -> Any:
@@ -243,15 +281,16 @@ def _read_requirements(path: str) -> Any:
         return Requirements.model_validate(_read_json(path))
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in error.errors())
-        raise ValueError(f"{path}: invalid requirements: {problems}") from None
+        raise UserInputError(f"{path}: invalid requirements: {problems}") from None
 
 
 def commands() -> dict[str, Callable[..., Any]]:
     return {
-        "generate-data": generate_data,
+        "generate": generate,
         "split": split,
         "validate": validate,
         "design": design,
         "merge": merge,
+        "export-gguf": export_gguf,
         "tiny-model": tiny_model,
     }

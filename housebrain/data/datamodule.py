@@ -1,6 +1,6 @@
 """HouseDesignDataModule: chat JSONL (one shard or the whole set) -> masked, optionally packed batches.
 
-Directory layout it reads (what `mtl housebrain generate-data` and `split` write):
+Directory layout it reads (what `mtl housebrain generate` and `split` write):
 
     <root>/train.jsonl, <root>/eval.jsonl              the whole set
     <root>/split_03/train.jsonl [, eval.jsonl]         shard 3 (`shard: 3`); eval falls back to <root>/eval.jsonl
@@ -18,22 +18,24 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from common.resumable_loader import EpochRandomSampler, ResumableLoader
+from common.data import BaseDataModule
 from housebrain.data.chat import (
     ChatDataError,
     Encoded,
     collate_rows,
     encode_conversation,
+    fill_factor,
+    label_tokens,
     load_encoded,
     pack,
     read_chat_jsonl,
     save_encoded,
 )
 from housebrain.data.generator import EVAL_FILE, TRAIN_FILE, write_dataset
+from housebrain.data.windows import AccumulationWindowSampler
 
 DEFAULT_ROOT = ".cache/mtl/housebrain/data"
 
@@ -51,11 +53,14 @@ class _Rows:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> list[Encoded]:
+    def __getitem__(self, index: int | tuple[int, int]) -> list[Encoded] | tuple[list[Encoded], int]:
+        """A row, or `(row, window tokens)` for an `AccumulationWindowSampler` key."""
+        if isinstance(index, tuple):
+            return self.rows[index[0]], index[1]
         return self.rows[index]
 
 
-class HouseDesignDataModule(LightningDataModule):
+class HouseDesignDataModule(BaseDataModule):
     """Chat SFT data for house designs.
 
     Args:
@@ -67,7 +72,7 @@ class HouseDesignDataModule(LightningDataModule):
         batch_size: rows per batch.
         num_workers: DataLoader workers.
         max_samples: use only the first N training samples (None: all).
-        max_eval_samples: use only the first N eval samples (None: all).
+        max_val_samples: use only the first N eval samples (None: all).
         synthetic_samples: when root has no train.jsonl, generate this many procedural samples there
             first (0: never generate; a missing file is then an error).
         seed: generator seed for synthetic data.
@@ -85,23 +90,17 @@ class HouseDesignDataModule(LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 0,
         max_samples: int | None = None,
-        max_eval_samples: int | None = None,
+        max_val_samples: int | None = None,
         synthetic_samples: int = 0,
         seed: int = 0,
         cache_dir: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, max_samples, max_val_samples, synthetic_samples, seed)
         self.root = root
         self.shard = shard
         self.max_length = max_length
         self.overlong = overlong
         self.packing = packing
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.max_samples = max_samples
-        self.max_eval_samples = max_eval_samples
-        self.synthetic_samples = synthetic_samples
-        self.seed = seed
         self.cache_dir = cache_dir
         self.tokenizer: Any = None
         self.train_samples: list[Encoded] = []
@@ -120,11 +119,15 @@ class HouseDesignDataModule(LightningDataModule):
         eval_file = directory / EVAL_FILE
         return directory / TRAIN_FILE, eval_file if eval_file.is_file() else root / EVAL_FILE
 
-    def prepare_data(self) -> None:
+    def prepare_synthetic_data(self) -> None:
         root = Path(self.root)
-        if self.synthetic_samples > 0 and self.shard is None and not (root / TRAIN_FILE).is_file():
+        if self.shard is None and not (root / TRAIN_FILE).is_file():
             meta = write_dataset(root, self.synthetic_samples, eval_fraction=0.1, seed=self.seed)
             rank_zero_info(f"HouseDesignDataModule: generated {meta['samples']} synthetic samples in {root}")
+
+    def fitted_statistics(self) -> dict[str, Any]:
+        """What the task takes from the data: the eval conversations its generation metrics answer."""
+        return {"eval_conversations": self.eval_conversations}
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is None:
@@ -133,7 +136,7 @@ class HouseDesignDataModule(LightningDataModule):
         if stage in (None, "fit") and not self.train_samples:
             self.train_samples = self._encode(train_file, "train")
         if stage in (None, "fit", "validate", "test") and not self.eval_samples and eval_file.is_file():
-            conversations = read_chat_jsonl(eval_file)[: self.max_eval_samples]
+            conversations = read_chat_jsonl(eval_file)[: self.max_val_samples]
             self.eval_conversations = conversations
             self.eval_samples = self._encode_conversations(conversations, eval_file, "eval")
 
@@ -200,24 +203,47 @@ class HouseDesignDataModule(LightningDataModule):
             raise ChatDataError(f"{path}: no usable samples (all {total} longer than max_length?)")
         return encoded
 
-    def _loader(self, samples: list[Encoded], shuffle: bool) -> DataLoader:
-        rows = pack(samples, self.max_length) if self.packing else [[s] for s in samples]
-        pad_id = self.tokenizer.pad_token_id
-        dataset = _Rows(rows)
-        return ResumableLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=EpochRandomSampler(dataset) if shuffle else None,
-            num_workers=self.num_workers,
-            collate_fn=partial(collate_rows, pad_id=pad_id),
-            persistent_workers=False,
+    def _rows(self, samples: list[Encoded], split: str) -> list[list[Encoded]]:
+        if not self.packing:
+            return [[s] for s in samples]
+        rows = pack(samples, self.max_length)
+        fill = fill_factor(rows, self.max_length)
+        self.stats[f"{split}_packing"] = {
+            "rows": len(rows),
+            "samples_per_row": round(len(samples) / max(len(rows), 1), 3),
+            "fill_factor": round(fill, 4),
+        }
+        rank_zero_info(
+            f"{split}: best-fit-decreasing packing put {len(samples)} samples into {len(rows)} rows of "
+            f"{self.max_length} tokens ({len(samples) / max(len(rows), 1):.2f} per row, fill factor {fill:.3f})"
         )
+        return rows
+
+    def _loader(self, samples: list[Encoded], stage: str) -> DataLoader:
+        rows = self._rows(samples, stage)
+        collate = partial(collate_rows, pad_id=self.tokenizer.pad_token_id)
+        dataset = _Rows(rows)
+        if stage == "train" and self._world_size() == 1:
+            # per-token loss over each accumulation window (housebrain/data/windows.py)
+            sampler = AccumulationWindowSampler(
+                [label_tokens(row) for row in rows], self.batch_size, self._accumulation()
+            )
+            return self.make_loader(dataset, stage, batch_sampler=sampler, collate_fn=collate)
+        return self.make_loader(dataset, stage, collate_fn=collate)
+
+    def _accumulation(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(getattr(trainer, "accumulate_grad_batches", 1) or 1) if trainer is not None else 1
+
+    def _world_size(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(getattr(trainer, "world_size", 1) or 1) if trainer is not None else 1
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_samples[: self.max_samples], shuffle=True)
+        return self._loader(self.train_samples[: self.max_samples], "train")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_samples, shuffle=False)
+        return self._loader(self.eval_samples, "val")
 
     def test_dataloader(self) -> DataLoader:
         """The eval split (the shards share one held-out set)."""

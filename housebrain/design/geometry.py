@@ -90,3 +90,13 @@ def on_boundary(room: Room, box: Box) -> bool:
     bx0, by0, bx1, by1 = box
     tol = 0.05
     return abs(x0 - bx0) < tol or abs(y0 - by0) < tol or abs(x1 - bx1) < tol or abs(y1 - by1) < tol
+
+
+def exposed_wall(room: Room, neighbours: list[Room]) -> float:
+    """Length of the room's outline (bounding box) not shared with a neighbour: its exterior wall.
+
+    Rooms of a level do not overlap, so the walls shared with different neighbours do not overlap
+    either and their lengths add up."""
+    x0, y0, x1, y1 = bounding_box(room)
+    perimeter = 2 * ((x1 - x0) + (y1 - y0))
+    return max(0.0, perimeter - sum(shared_wall(room, other) for other in neighbours))

@@ -26,12 +26,16 @@ RoomType = Literal[
     "utility",
     "garage",
     "storage",
+    "closet",
 ]
 #: Rooms IRC R202 counts as habitable space (sleeping, living, eating, cooking).
 HABITABLE_TYPES = frozenset({"living", "kitchen", "dining", "bedroom", "study"})
 BATHROOM_TYPES = frozenset({"bathroom", "toilet"})
 STYLES = ("modern", "traditional", "craftsman", "minimalist", "colonial")
 EXTERIOR = "exterior"
+#: Garage separation linings (IRC Table R302.6): 1/2 in (12.7 mm) gypsum board on the garage side of
+#: walls to the house; 5/8 in (15.9 mm) Type X gypsum board when habitable rooms are above the garage.
+SEPARATIONS = ("gypsum_13mm", "type_x_16mm")
 
 
 class _Strict(BaseModel):
@@ -50,6 +54,8 @@ class Requirements(_Strict):
     currency: str = "USD"
     style: str = "modern"
     code: str = "IRC-2021"
+    garage: bool = Field(False, description="an attached garage is wanted")
+    accessible: bool = Field(False, description="a bedroom and a full bathroom on the ground floor")
 
     @model_validator(mode="after")
     def _plot_positive(self) -> Requirements:
@@ -60,8 +66,30 @@ class Requirements(_Strict):
         return self
 
 
+class Stair(_Strict):
+    """A straight flight from this level to the next: `risers` equal risers, `risers - 1` treads.
+
+    The run `(risers - 1) * tread_m` and a bottom landing lie inside the stairs room along its long side;
+    the stairs room directly above is the opening in the floor (headroom) and the top landing."""
+
+    risers: int = Field(ge=1)
+    riser_m: float = Field(gt=0)
+    tread_m: float = Field(gt=0)
+
+
+class Opening(_Strict):
+    """An emergency escape and rescue opening (IRC R310): net clear width and height, sill above floor."""
+
+    w: float = Field(gt=0)
+    h: float = Field(gt=0)
+    sill: float = Field(ge=0)
+
+
 class Room(_Strict):
-    """One room. Exactly one of `rect` and `polygon` gives its footprint."""
+    """One room. Exactly one of `rect` and `polygon` gives its footprint.
+
+    Room types imply their fixtures: a `bathroom` has a water closet, a lavatory and a bathtub or
+    shower; a `toilet` a water closet and a lavatory; a `kitchen` a sink (IRC R306)."""
 
     id: str
     type: RoomType
@@ -70,6 +98,11 @@ class Room(_Strict):
     ceiling_m: float | None = Field(None, gt=0, description="clear ceiling height; default: the level's")
     window_m2: float = Field(0.0, ge=0, description="glazed area of exterior windows")
     doors: list[str] = Field(default_factory=list, description="ids of rooms (or 'exterior') a door leads to")
+    stair: Stair | None = Field(None, description="stairs rooms below the top level: the flight")
+    egress: Opening | None = Field(None, description="bedrooms: the emergency escape opening")
+    separation: Literal["gypsum_13mm", "type_x_16mm"] | None = Field(
+        None, description="garages: the lining separating them from the house (IRC R302.6)"
+    )
 
     @model_validator(mode="after")
     def _one_footprint(self) -> Room:
@@ -85,6 +118,9 @@ class Room(_Strict):
 class Level(_Strict):
     level: int = Field(ge=0)
     height_m: float = Field(gt=0, description="floor-to-ceiling height")
+    floor_m: float = Field(
+        0.3, ge=0, description="floor structure above this level; storey = height_m + floor_m"
+    )
     rooms: list[Room] = Field(min_length=1)
 
 
@@ -114,8 +150,34 @@ class Compliance(_Strict):
     notes: list[str] = Field(default_factory=list)
 
 
+class Roof(_Strict):
+    form: Literal["flat", "gable", "hip"]
+    pitch_deg: float = Field(ge=0, le=60)
+
+
 class HouseDesign(_Strict):
     levels: list[Level] = Field(min_length=1)
+    roof: Roof | None = None
     totals: Totals
     cost: CostEstimate
     compliance: Compliance
+
+
+class RefusalReasons(_Strict):
+    reasons: list[Literal["budget", "plot"]] = Field(min_length=1)
+    min_budget: float | None = Field(None, gt=0, description="cheapest design for the program")
+    min_footprint_m: tuple[float, float] | None = Field(None, description="smallest footprint [w, d]")
+    notes: list[str] = Field(default_factory=list)
+
+
+class HouseRefusal(_Strict):
+    """The answer to a request no design can meet: which limit is binding and by how much."""
+
+    refusal: RefusalReasons
+
+
+def reply_json_schema() -> dict:
+    """JSON schema of a reply: a design or a refusal (what constrained decoding enforces)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(HouseDesign | HouseRefusal).json_schema()

@@ -9,13 +9,15 @@ offline with `tokenizers` (the quickstart's and the tests' model).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from housebrain.models.segmented_attention import register_segmented_attention
+from common.errors import MissingInputError
+from housebrain.models.segmented_attention import register_segmented_attention, unsupported_variant
 
 #: SmolLM2's chat template (ChatML) without its default system prompt; the tiny model uses it too.
 CHATML_TEMPLATE = (
@@ -28,7 +30,7 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelSourceError(FileNotFoundError):
+class ModelSourceError(MissingInputError):
     """A model path that cannot be loaded offline (the message says what was expected)."""
 
 
@@ -68,19 +70,41 @@ def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> tupl
     Attention runs per packed sample (`segmented_attention`), so packed rows cost no more attention than
     their samples would alone.
     """
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     directory, gguf = _split_source(path)
     tokenizer = load_tokenizer(path)
+    config = AutoConfig.from_pretrained(directory, gguf_file=gguf, local_files_only=True)
+    variant = unsupported_variant(config)
+    if variant:
+        # packed rows then need transformers' dense block mask (slower, same values)
+        warnings.warn(
+            f"{path}: {variant}: using transformers' sdpa attention instead of per-sample SDPA", stacklevel=2
+        )
     model = AutoModelForCausalLM.from_pretrained(
         directory,
         gguf_file=gguf,
         dtype=dtype,
         local_files_only=True,
-        attn_implementation=register_segmented_attention(),
+        attn_implementation="sdpa" if variant else register_segmented_attention(),
     )
     model.config.use_cache = False
     return model, tokenizer
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, directory: str | Path, dtype: torch.dtype) -> Path:
+    """Save a (merged) model as a transformers directory in `dtype`, also when it was loaded from GGUF.
+
+    transformers marks a model loaded with `gguf_file=` as quantized and refuses to save it, although
+    its weights are already dequantised to ordinary tensors; the marker is dropped before saving."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+        model.is_quantized = False
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    model.to(dtype).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return Path(directory)
 
 
 def _split_source(path: str | Path) -> tuple[str, str | None]:
@@ -209,18 +233,18 @@ def generate_reply(
 ) -> str:
     """Greedy reply to a conversation that ends with the user's turn (stops at the end-of-turn token).
 
-    `constrained=True` only lets the model write JSON valid against the `HouseDesign` schema
-    (lm-format-enforcer); the reply can still be cut by `max_new_tokens`.
+    `constrained=True` only lets the model write JSON valid against the reply schema (a `HouseDesign`
+    or a `HouseRefusal`, lm-format-enforcer); the reply can still be cut by `max_new_tokens`.
     """
     from housebrain.data.chat import end_of_turn_id, prompt_text
 
     extra: dict[str, Any] = {}
     if constrained:
-        from housebrain.design.schema import HouseDesign
+        from housebrain.design.schema import reply_json_schema
         from housebrain.models.constrained import schema_prefix_fn
 
         extra["prefix_allowed_tokens_fn"] = schema_prefix_fn(
-            tokenizer, HouseDesign.model_json_schema(), end_of_turn_id(tokenizer)
+            tokenizer, reply_json_schema(), end_of_turn_id(tokenizer)
         )
 
     ids = tokenizer(prompt_text(tokenizer, messages), add_special_tokens=False, return_tensors="pt")

@@ -1,4 +1,4 @@
-"""Constrained decoding: replies that can only be JSON valid against the `HouseDesign` schema.
+"""Constrained decoding: replies that can only be JSON valid against the reply schema (design or refusal).
 
 Uses lm-format-enforcer's character-level JSON-schema parser and token enforcer. Its transformers
 integration module does not import with transformers 5 (it imports `transformers.tokenization_utils`),
@@ -19,7 +19,22 @@ def _decode(tokenizer: Any, tokens: list[int]) -> str:
     return tokenizer.decode(tokens).rstrip("\ufffd")
 
 
+#: Token tables already built in this process, by tokenizer object and end token (building one decodes
+#: every token twice: about a second for SmolLM2's 49k tokens, once per process instead of per reply).
+_TABLES: dict[tuple[int, int, int], tuple[Any, Any]] = {}
+
+
 def tokenizer_data(tokenizer: Any, end_token_id: int) -> Any:
+    """lm-format-enforcer's view of a tokenizer (cached per process; see `_TABLES`)."""
+    key = (id(tokenizer), len(tokenizer), end_token_id)
+    cached = _TABLES.get(key)
+    if cached is None or cached[0] is not tokenizer:
+        cached = (tokenizer, build_tokenizer_data(tokenizer, end_token_id))
+        _TABLES[key] = cached
+    return cached[1]
+
+
+def build_tokenizer_data(tokenizer: Any, end_token_id: int) -> Any:
     """lm-format-enforcer's view of a tokenizer: (id, text, starts a word) for every regular token."""
     from lmformatenforcer.tokenenforcer import TokenEnforcerTokenizerData
 

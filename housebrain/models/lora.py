@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-#: Written beside the adapter: the base model's path, so the adapter can be loaded on its own.
+#: Written beside the adapter: the base model's path (where it was at training time, a hint only) and its
+#: content identity (`housebrain.models.identity`), which decides whether another copy is the same base.
 SOURCE_FILE = "housebrain.json"
 
 
@@ -22,11 +23,12 @@ def build_lora_model(base: torch.nn.Module, r: int, alpha: int, dropout: float, 
 
 
 def save_adapter(model: Any, tokenizer: Any, source: str, directory: Path) -> Path:
-    """A peft adapter directory plus the tokenizer and the base model's path (`housebrain.json`)."""
+    """A peft adapter directory plus the tokenizer and the base model's path and identity (`housebrain.json`)."""
+    from housebrain.models.identity import base_identity
+
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    (directory / SOURCE_FILE).write_text(
-        json.dumps({"model_path": str(Path(source).resolve())}, indent=2) + "\n"
-    )
+    record = {"model_path": str(Path(source).resolve()), "base_identity": base_identity(source)}
+    (directory / SOURCE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return directory

@@ -17,6 +17,9 @@ both functions hand over to transformers' `sdpa`, so generation is unchanged.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from itertools import pairwise
 
 import torch
@@ -25,6 +28,39 @@ import torch.nn.functional as F
 from common.lightning_private import tensor_version
 
 SEGMENTED_ATTENTION = "housebrain_segmented_sdpa"
+#: Keyword arguments of attention variants this function does not implement, as transformers' attention
+#: modules pass them: sliding windows (Mistral, Qwen2, Gemma), logit soft-capping (Gemma 2) and
+#: attention sinks (gpt-oss's `s_aux`).
+UNSUPPORTED_VARIANTS = ("sliding_window", "softcap", "s_aux")
+
+#: Samples per row of the packed batch being run (None: not packed), set by `expect_packed_rows`.
+_packed_rows: ContextVar[list[int] | None] = ContextVar("housebrain_packed_rows", default=None)
+
+
+class PackedAttentionError(RuntimeError):
+    """A packed batch whose samples the attention cannot keep apart (the message says why)."""
+
+
+@contextmanager
+def expect_packed_rows(samples_per_row: list[int] | None) -> Iterator[None]:
+    """Within: a forward of rows packing `samples_per_row[b]` samples each; attention that gets no
+    position ids, or fewer position restarts than samples, raises instead of mixing the samples."""
+    token = _packed_rows.set(samples_per_row)
+    try:
+        yield
+    finally:
+        _packed_rows.reset(token)
+
+
+def unsupported_variant(config: object) -> str | None:
+    """Which attention variant of a model config this attention does not implement (None: none)."""
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return f"sliding-window attention (sliding_window={config.sliding_window})"
+    if getattr(config, "attn_logit_softcapping", None):
+        return f"attention logit soft-capping ({config.attn_logit_softcapping})"
+    if getattr(config, "model_type", "") == "gpt_oss":
+        return "attention sinks (gpt-oss)"
+    return None
 
 
 def segment_bounds(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
@@ -76,7 +112,29 @@ def segmented_sdpa_forward(
     """transformers attention function: query (B, H, T, D), key/value (B, H_kv, T, D) -> (B, T, H, D)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    variants = [name for name in UNSUPPORTED_VARIANTS if kwargs.get(name) is not None]
+    if variants or getattr(module, "sinks", None) is not None:
+        raise NotImplementedError(
+            f"{SEGMENTED_ATTENTION}: {type(module).__name__} uses {variants or ['sinks']}, which this "
+            "attention does not implement; load the model with attn_implementation='sdpa'"
+        )
     position_ids = kwargs.get("position_ids")
+    packed = _packed_rows.get()
+    if packed is not None and attention_mask is None:
+        if position_ids is None:
+            raise PackedAttentionError(
+                f"{SEGMENTED_ATTENTION}: a packed batch reached {type(module).__name__} without "
+                "position_ids, so its samples would attend to each other; pass position_ids through "
+                "the model or train with data.packing false"
+            )
+        found = [len(spans) for spans in _last_bounds.get(position_ids)]
+        if len(found) == 1 and len(packed) > 1:
+            found = found * len(packed)
+        if any(f < n for f, n in zip(found, packed, strict=False)):
+            raise PackedAttentionError(
+                f"{SEGMENTED_ATTENTION}: rows pack {packed} samples but their position ids restart only "
+                f"{found} times; the model rewrote the position ids and the samples would mix"
+            )
     if attention_mask is not None or position_ids is None or query.shape[2] != key.shape[2]:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
     groups = query.shape[1] // key.shape[1]

@@ -43,7 +43,7 @@ def test_packed_samples_do_not_attend_to_each_other(model_and_tokenizer, dataset
     with torch.no_grad():
         packed_logits = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits[0]
         offset = 0
-        for sample in samples:
+        for sample in rows[0]:  # packing orders a row's samples longest first
             alone = collate_rows([[sample]], tokenizer.pad_token_id)
             logits = model(input_ids=alone["input_ids"], position_ids=alone["position_ids"]).logits[0]
             n = len(sample.input_ids)
@@ -52,7 +52,7 @@ def test_packed_samples_do_not_attend_to_each_other(model_and_tokenizer, dataset
     # without the position-id restarts (one long sequence) the later samples would see the earlier ones
     with torch.no_grad():
         mixed = model(input_ids=packed["input_ids"]).logits[0]
-    n0 = len(samples[0].input_ids)
+    n0 = len(rows[0][0].input_ids)
     assert not torch.allclose(mixed[n0 : n0 + 5], packed_logits[n0 : n0 + 5], atol=1e-4)
 
 

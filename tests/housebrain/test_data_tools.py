@@ -1,4 +1,4 @@
-"""`mtl housebrain generate-data` and `split` as a user runs them."""
+"""`mtl housebrain generate` and `split` as a user runs them."""
 
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ from housebrain.design.validator import validate_design
 def test_generate_data_writes_valid_chat_jsonl_independent_of_workers(
     mtl, housebrain_cli, tmp_path: Path
 ) -> None:
-    result = mtl(["housebrain", "generate-data", "--samples", "120", "--out", "one", "--workers", "1"])
-    assert "samples/s" in result.stdout
-    housebrain_cli(
-        ["generate-data", "--samples", "120", "--out", "two", "--workers", "2", "--validate", "false"]
-    )
+    result = mtl(["housebrain", "generate", "--samples", "120", "--out", "one", "--workers", "1"])
+    assert "samples/s" in result.stdout and "refusals" in result.stdout and "room programs" in result.stdout
+    housebrain_cli(["generate", "--samples", "120", "--out", "two", "--workers", "2", "--validate", "false"])
     meta = json.loads((tmp_path / "one/meta.json").read_text())
     assert (meta["train"], meta["eval"]) == (118, 2) and meta["samples_per_second"] > 0
     for name in ("train.jsonl", "eval.jsonl"):

@@ -8,19 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from housebrain.data.generator import requirements_from_prompt, sample
+from housebrain.data.generator import find_design
 
 
 def write_pair(directory: Path, floors: int = 2) -> tuple[Path, Path]:
-    seed = next(
-        s
-        for s in range(100)
-        if requirements_from_prompt(sample(s)["messages"][1]["content"])["floors"] == floors
-    )
-    messages = sample(seed)["messages"]
+    requirements, reply = find_design(0, floors=floors)
     req, design = directory / "req.json", directory / "design.json"
-    req.write_text(json.dumps(requirements_from_prompt(messages[1]["content"])))
-    design.write_text(messages[2]["content"])
+    req.write_text(json.dumps(requirements))
+    design.write_text(json.dumps(reply))
     return req, design
 
 
@@ -67,6 +62,10 @@ def test_validate_exits_nonzero_on_errors(
     with pytest.raises(SystemExit):
         housebrain_cli(["validate", "--requirements", req, "--design", design])
     assert '"rule": "total"' in capsys.readouterr().out
+    design.write_text("the model wrote prose, no JSON\n")
+    with pytest.raises(SystemExit):
+        housebrain_cli(["validate", "--requirements", req, "--design", design])
+    assert f"{design}: not valid JSON" in capsys.readouterr().out
     with pytest.raises(ValueError, match=r"req\.json: not valid JSON"):
         req.write_text("{plot")
         housebrain_cli(["validate", "--requirements", req, "--design", design])

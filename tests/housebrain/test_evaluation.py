@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from housebrain.data.generator import requirements_from_prompt, sample
+from housebrain.data.generator import find_design, requirements_from_prompt, sample
 from housebrain.evaluation import CHECKED_CATEGORIES, extract_json, mean_scores, score_reply
 
 
 @pytest.fixture(scope="module")
 def reference() -> tuple[dict, str]:
-    messages = sample(3)["messages"]
-    return requirements_from_prompt(messages[1]["content"]), messages[2]["content"]
+    requirements, design = find_design(3)
+    return requirements, json.dumps(design, separators=(",", ":"))
 
 
 def test_the_reference_design_scores_full_marks_even_inside_words(reference) -> None:
@@ -66,3 +66,14 @@ def test_rates_average_over_all_replies_with_every_key() -> None:
 def test_extract_json_takes_the_first_balanced_object_and_respects_strings() -> None:
     assert extract_json('say {"a": "}{", "b": {"c": 1}} and {"d": 2}') == '{"a": "}{", "b": {"c": 1}}'
     assert extract_json("no json") == "no json"
+
+
+def test_a_refusal_scores_only_where_one_is_due(reference) -> None:
+    refused = next(
+        m for m in (sample(seed)["messages"] for seed in range(200)) if '"refusal"' in m[2]["content"]
+    )
+    requirements, refusal = requirements_from_prompt(refused[1]["content"]), refused[2]["content"]
+    assert score_reply(requirements, refusal, refusal)["passed"] == 1.0
+    assert score_reply(requirements, refusal, refusal)["field_accuracy"] == 1.0
+    wrong = score_reply(reference[0], reference[1], refusal)  # refusing a request a design meets
+    assert wrong["field_accuracy"] == 0.0 and wrong["passed"] == 0.0

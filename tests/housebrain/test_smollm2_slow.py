@@ -18,7 +18,7 @@ def test_smollm2_lora_trains_and_generates(dataset: Path, tmp_path: Path) -> Non
     torch.manual_seed(0)
     task = HouseDesignSFT(
         model_path="",
-        learning_rate=1e-3,
+        lr=1e-3,
         eval_generate_samples=1,
         eval_max_new_tokens=24,
         best_checkpoint=False,
@@ -26,7 +26,7 @@ def test_smollm2_lora_trains_and_generates(dataset: Path, tmp_path: Path) -> Non
     assert task.tokenizer.eos_token == "<|im_end|>"
     before = {n: p.detach().clone() for n, p in task.named_parameters() if p.requires_grad}
     data = HouseDesignDataModule(
-        root=str(dataset), max_length=1024, overlong="skip", max_samples=4, max_eval_samples=1
+        root=str(dataset), max_length=1024, overlong="skip", max_samples=4, max_val_samples=1
     )
     trainer = Trainer(
         max_steps=3,

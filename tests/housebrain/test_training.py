@@ -22,7 +22,7 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 def test_loss_goes_down_on_reply_tokens(tiny_model: Path, dataset: Path) -> None:
     torch.manual_seed(0)
     task = HouseDesignSFT(
-        model_path=str(tiny_model), learning_rate=1e-2, eval_generate_samples=0, target_modules=ALL_LINEAR
+        model_path=str(tiny_model), lr=1e-2, eval_generate_samples=0, target_modules=ALL_LINEAR
     )
     samples = [encode_conversation(task.tokenizer, m) for m in read_chat_jsonl(dataset / "train.jsonl")[:2]]
     batch = collate_rows([[s] for s in samples], task.tokenizer.pad_token_id)
@@ -88,7 +88,7 @@ def test_quickstart_fit_checkpoints_resume_and_export(
         "true",
         "--data.init_args.root",
         "data",
-        "--data.init_args.max_eval_samples",
+        "--data.init_args.max_val_samples",
         "2",
         "--checkpoint_every_n_steps",
         "2",

@@ -22,10 +22,17 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchmetrics import MeanMetric
 
+from common.errors import UserInputError
 from common.task import BaseTask
 from housebrain.data.chat import end_of_turn_id
 from housebrain.evaluation import generation_rates, masked_loss
-from housebrain.models.causal_lm import default_model_path, ensure_tiny_llama, generate_reply, load_causal_lm
+from housebrain.models.causal_lm import (
+    default_model_path,
+    ensure_tiny_llama,
+    generate_reply,
+    load_causal_lm,
+    tokenizer_fingerprint,
+)
 from housebrain.models.lora import build_lora_model, save_adapter
 from housebrain.models.segmented_attention import expect_packed_rows
 
@@ -114,8 +121,15 @@ class HouseDesignSFT(BaseTask):
                 self.receive_statistics(fitted())
 
     def receive_statistics(self, statistics: dict[str, Any]) -> None:
-        """The datamodule hands over its eval conversations (the prompts answered by generation)."""
+        """The datamodule hands over its eval conversations (the prompts answered by generation) and the
+        fingerprint of the tokenizer that encoded its samples, which must be this model's."""
         self.eval_conversations = list(statistics.get("eval_conversations", []))
+        theirs = statistics.get("tokenizer_fingerprint")
+        if theirs is not None and theirs != tokenizer_fingerprint(self.tokenizer):
+            raise UserInputError(
+                f"data.init_args.tokenizer: {statistics.get('tokenizer')!r} encodes differently from the model "
+                f"{self.source!r} (model.init_args.model_path); give both the same path"
+            )
 
     # ---- training -------------------------------------------------------------------------------
     def forward(

@@ -5,8 +5,9 @@ Directory layout it reads (what `mtl housebrain generate` and `split` write):
     <root>/train.jsonl, <root>/eval.jsonl              the whole set
     <root>/split_03/train.jsonl [, eval.jsonl]         shard 3 (`shard: 3`); eval falls back to <root>/eval.jsonl
 
-The tokenizer is the model's: `setup` takes it from the LightningModule (`trainer.lightning_module.tokenizer`),
-so the recipe names the model once. Knobs that `StagedScaling` may change (`max_samples`, `batch_size`,
+The tokenizer is the model's: `tokenizer` is the same path as the task's `model_path` (the recipes
+write it once with a YAML anchor, `model_path: &model ...` then `tokenizer: *model`), and `setup` loads
+it from there, so the datamodule never reaches into the task. Knobs that `StagedScaling` may change (`max_samples`, `batch_size`,
 `num_workers`, `packing`) are read when the dataloaders are built.
 """
 
@@ -36,6 +37,7 @@ from housebrain.data.chat import (
 )
 from housebrain.data.generator import EVAL_FILE, TRAIN_FILE, write_dataset
 from housebrain.data.windows import AccumulationWindowSampler
+from housebrain.models.causal_lm import default_model_path, load_tokenizer, tokenizer_fingerprint
 
 DEFAULT_ROOT = ".cache/mtl/housebrain/data"
 
@@ -65,6 +67,7 @@ class HouseDesignDataModule(BaseDataModule):
 
     Args:
         root: dataset directory (see the module docstring).
+        tokenizer: the model's path (the task's `model_path`; "" is the packaged SmolLM2 too).
         shard: train on `<root>/split_NN` only (1-based, as written by `mtl housebrain split`).
         max_length: longest token sequence; longer samples are counted and handled by `overlong`.
         overlong: "truncate" (keep the first max_length tokens; the reply loses its end) or "skip".
@@ -83,6 +86,7 @@ class HouseDesignDataModule(BaseDataModule):
     def __init__(
         self,
         root: str = DEFAULT_ROOT,
+        tokenizer: str = "",
         shard: int | None = None,
         max_length: int = 512,
         overlong: Literal["truncate", "skip"] = "truncate",
@@ -102,6 +106,7 @@ class HouseDesignDataModule(BaseDataModule):
         self.overlong = overlong
         self.packing = packing
         self.cache_dir = cache_dir
+        self.tokenizer_path = tokenizer
         self.tokenizer: Any = None
         self.train_samples: list[Encoded] = []
         self.eval_samples: list[Encoded] = []
@@ -126,12 +131,17 @@ class HouseDesignDataModule(BaseDataModule):
             rank_zero_info(f"HouseDesignDataModule: generated {meta['samples']} synthetic samples in {root}")
 
     def fitted_statistics(self) -> dict[str, Any]:
-        """What the task takes from the data: the eval conversations its generation metrics answer."""
-        return {"eval_conversations": self.eval_conversations}
+        """What the task takes from the data: the eval conversations its generation metrics answer, and
+        which tokenizer encoded the samples (the task checks it is its model's)."""
+        return {
+            "eval_conversations": self.eval_conversations,
+            "tokenizer": self.tokenizer_path or default_model_path(),
+            "tokenizer_fingerprint": tokenizer_fingerprint(self.tokenizer),
+        }
 
     def setup(self, stage: str | None = None) -> None:
         if self.tokenizer is None:
-            self.tokenizer = self.trainer.lightning_module.tokenizer
+            self.tokenizer = load_tokenizer(self.tokenizer_path or default_model_path())
         train_file, eval_file = self.files()
         if stage in (None, "fit") and not self.train_samples:
             self.train_samples = self._encode(train_file, "train")

@@ -64,6 +64,15 @@ def load_tokenizer(path: str | Path) -> Any:
     return tokenizer
 
 
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A short hash of the vocabulary (token -> id): equal exactly when two tokenizers encode alike."""
+    import hashlib
+    import json
+
+    vocabulary = json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    return hashlib.sha256(vocabulary.encode()).hexdigest()[:16]
+
+
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32) -> tuple[torch.nn.Module, Any]:
     """(model, tokenizer) from a local HF directory or `.gguf` file; GGUF weights are dequantised.
 

@@ -118,7 +118,8 @@ def test_housebrain_notebook_runs_top_to_bottom(tmp_path: Path, monkeypatch: pyt
     from housebrain.models.causal_lm import ensure_tiny_llama
 
     tiny = ensure_tiny_llama(tmp_path / "tiny-llama", samples=80)
-    extra = ["--model.init_args.model_path", str(tiny), "--model.init_args.eval_generate_samples", "0",
+    extra = ["--model.init_args.model_path", str(tiny), "--data.init_args.tokenizer", str(tiny),
+             "--model.init_args.eval_generate_samples", "0",
              "--trainer.max_steps", "2", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
              "--data.init_args.synthetic_samples", "24", "--data.init_args.batch_size", "1"]  # fmt: skip
     notebook = execute(

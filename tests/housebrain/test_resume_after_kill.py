@@ -20,6 +20,7 @@ def test_resume_after_sigkill(mtl, tmp_path: Path, tiny_model: Path, dataset: Pa
     args = [
         "fit", "--config", str(REPO / "configs/housebrain/quickstart.yaml"),
         "--model.init_args.model_path", str(tiny_model), "--model.init_args.eval_generate_samples", "0",
+        "--data.init_args.tokenizer", str(tiny_model),
         "--data.init_args.root", "data", "--data.init_args.packing", "false", "--data.init_args.batch_size", "1",
         "--checkpoint_every_n_steps", "1", "--trainer.accumulate_grad_batches", "1",
         "--trainer.val_check_interval", "1000", "--trainer.enable_progress_bar", "false",

@@ -80,6 +80,8 @@ def test_quickstart_fit_checkpoints_resume_and_export(
         str(REPO / "configs/housebrain/quickstart.yaml"),
         "--model.init_args.model_path",
         str(tiny_model),
+        "--data.init_args.tokenizer",
+        str(tiny_model),
         "--model.init_args.eval_generate_samples",
         "1",
         "--model.init_args.eval_max_new_tokens",

@@ -187,4 +187,15 @@ def submit(
 
 
 def commands() -> dict[str, Callable[..., Any]]:
-    return {"generate": generate, "check": check, "splits": splits, "cache": cache, "submit": submit}
+    from fwi import model_tools
+
+    return {
+        "generate": generate,
+        "check": check,
+        "splits": splits,
+        "cache": cache,
+        "submit": submit,
+        "models": model_tools.models,
+        "ensemble": model_tools.ensemble,
+        "calibrate": model_tools.calibrate,
+    }

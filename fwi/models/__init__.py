@@ -37,7 +37,7 @@ class ModelCard:
     geometry: str
     symmetries: str
     recipe: str
-    quickstart: str
+    quickstart: str | None  # a CPU-sized recipe, None where there is none yet
 
 
 MODEL_CARDS: dict[str, ModelCard] = {
@@ -53,7 +53,7 @@ MODEL_CARDS: dict[str, ModelCard] = {
         f"{OPENFWI_GRID}; any (T, R), resized to image_size",
         FLIP_AUGMENTED,
         "configs/fwi/specproj_unet.yaml",
-        "configs/fwi/quickstart.yaml",
+        None,
     ),
     "trace_egnn": ModelCard(
         "graph over traces, EGNN message passing with (midpoint, offset) coordinates",

@@ -81,6 +81,14 @@ def test_ensemble_bundle_scores_loads_and_submits(bundles, openfwi_root, tmp_pat
         plain = VelocityEnsemble.from_modules(members)(seismic)
     assert torch.allclose(plain, expected, atol=1e-4)
 
+    from lightning.pytorch import Trainer
+
+    from fwi.model_tools import validation_batches
+
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    logged = trainer.validate(loaded, dataloaders=validation_batches(str(openfwi_root), 4, 2))[0]
+    assert 0 < logged["val/mae_ms"] < 3000 and logged["val/mae"] == pytest.approx(logged["val/mae_ms"] / 1500)
+
     test_dir = tmp_path / "test"
     test_dir.mkdir()
     for i in range(3):

@@ -28,9 +28,9 @@ from torch import nn
 from fwi.data.datasets import mirror_sample
 from fwi.data.normalization import denormalize_velocity, normalize_velocity
 from fwi.refinement import PRIORS, flat_families_mask, refine
+from fwi.task import VELOCITY_SCALE
 
 METHODS = ("median", "mean", "weighted")
-VELOCITY_SCALE = 1500.0  # [-1, 1] -> m/s
 
 
 class EnsembleError(ValueError):

@@ -186,18 +186,15 @@ def ensemble(
             metrics[f"val/member_mae_ms/{name}"] = mae_by_family(member_map, target, family)["all"]
         if method == "weighted":
             weights = fit_weights(maps, target).tolist()
-        combined = combine(maps, method, None if weights is None else __import__("torch").tensor(weights))
-        scored = VelocityEnsemble.from_modules(
-            modules, method=method, weights=weights, refine=refine, **options
-        )
+    result = VelocityEnsemble.from_modules(modules, method=method, weights=weights, refine=refine, **options)
+    if val_dir is not None:
+        combined = combine(maps, method, result.weights)
         for key, value in mae_by_family(combined, target, family).items():
             metrics[f"val/ensemble_mae_ms/{key}"] = value
         if refine != "none":
-            refined = scored.combine_members(maps, family)
-            for key, value in mae_by_family(refined, target, family).items():
+            for key, value in mae_by_family(result.combine_members(maps, family), target, family).items():
                 metrics[f"val/refined_mae_ms/{key}"] = value
         metrics["val/samples"] = int(target.shape[0])
-    result = VelocityEnsemble.from_modules(modules, method=method, weights=weights, refine=refine, **options)
     export_bundle(result, destination, metrics=metrics)
     print(json.dumps({"bundle": str(destination), "weights": weights, **metrics}, indent=2))
     return str(destination)

@@ -210,7 +210,7 @@ def refine(
         test_dir: directory of Kaggle test files `<oid>.npy`, each (5, 1000, 70).
         out: CSV path to write.
         steps: refinement steps per sample (0: the network's prediction unchanged).
-        step_size: Adam step in m/s.
+        step_size: m/s that the most-changed cell moves per step (steepest descent).
         prior: "tv" (2-D total variation), "flat" (laterally constant layers, FlatVel) or "none".
         tv_weight: weight of the total-variation term (prior "tv").
         tta: start from the mirror-TTA prediction.
@@ -227,6 +227,8 @@ def refine(
 
 
 def commands() -> dict[str, Callable[..., Any]]:
+    from fwi import model_tools
+
     return {
         "generate": generate,
         "check": check,
@@ -234,4 +236,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "cache": cache,
         "submit": submit,
         "refine": refine,
+        "models": model_tools.models,
+        "ensemble": model_tools.ensemble,
+        "calibrate": model_tools.calibrate,
     }

@@ -1,0 +1,182 @@
+"""VelocityEnsemble: several trained velocity models as one LightningModule with the task's forward contract.
+
+`forward(seismic, family=None)` takes raw gathers (B, 5, 1000, 70) and returns m/s (B, 1, 70, 70),
+like `VelocityInversionTask`, so `mtl fwi submit` and `common.export.load_bundle` take an ensemble
+bundle like any model. Each member keeps its own normalisation (its buffers) and architecture; the
+ensemble combines their m/s maps per pixel:
+
+    median    the per-pixel median (the MAE-optimal point summary of the members; default)
+    mean      the per-pixel mean
+    weighted  a weighted mean, weights >= 0 summing to one, fitted to minimise MAE on validation data
+
+`tta: true` averages each member with its mirrored survey flipped back before combining (the flip
+TTA of `submit --tta`, which also composes on top). `refine` applies a TV prior from
+`fwi.refinement` to the combined map. The bundle stores every member's class path and init args in
+the ensemble's own init args and every member's weights under `members.<i>.` in one safetensors
+file: nothing outside the bundle directory is needed to load it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from common.errors import UserInputError
+from fwi.data.datasets import mirror_sample
+from fwi.data.normalization import denormalize_velocity, normalize_velocity
+from fwi.refinement import PRIORS, flat_families_mask, refine
+from fwi.task import VELOCITY_SCALE
+
+METHODS = ("median", "mean", "weighted")
+
+
+class EnsembleError(UserInputError):
+    """An ensemble that cannot be built from what the user gave (the message names the member/field)."""
+
+
+def combine(predictions: torch.Tensor, method: str, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """(M, B, 1, H, W) member maps -> (B, 1, H, W): median, mean or weighted mean over members."""
+    if method == "median":
+        # the mean of the two middle values for an even M (as numpy), not torch.median's lower one
+        ordered = predictions.sort(dim=0).values
+        m = predictions.shape[0]
+        return 0.5 * (ordered[(m - 1) // 2] + ordered[m // 2])
+    if method == "mean":
+        return predictions.mean(0)
+    if method == "weighted":
+        if weights is None:
+            raise EnsembleError("method weighted needs weights (fit them with a validation directory)")
+        w = weights.to(predictions).reshape(-1, *([1] * (predictions.dim() - 1)))
+        return (predictions * w).sum(0)
+    raise EnsembleError(f"--method: expected one of {METHODS}, got {method!r}")
+
+
+def fit_weights(predictions: torch.Tensor, target: torch.Tensor, steps: int = 300) -> torch.Tensor:
+    """Simplex weights (M,) minimising the MAE of the weighted mean of `predictions` (M, N, ...) to `target`.
+
+    Softmax-parameterised, Adam on the exact L1 loss, started from equal weights (the mean ensemble).
+    """
+    m = predictions.shape[0]
+    logits = torch.zeros(m, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.05)
+    flat_predictions = predictions.reshape(m, -1).float()
+    flat_target = target.reshape(-1).float()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss = (torch.softmax(logits, 0) @ flat_predictions - flat_target).abs().mean()
+        loss.backward()
+        optimizer.step()
+    return torch.softmax(logits.detach(), 0)
+
+
+def member_config(module: LightningModule) -> dict[str, Any]:
+    """{"class_path", "init_args"} of a trained module, as export bundles store it."""
+    from common.export import class_path_of
+
+    hparams = {k: v for k, v in dict(module.hparams).items() if not k.startswith("_")}
+    return {"class_path": class_path_of(module), "init_args": hparams}
+
+
+class VelocityEnsemble(LightningModule):
+    """Raw gathers (B, 5, 1000, 70) -> velocity in m/s (B, 1, 70, 70) from several members.
+
+    Args:
+        members: each member's {"class_path", "init_args"} (a VelocityInversionTask, or another ensemble).
+        method: median, mean or weighted.
+        weights: one weight per member for `weighted` (normalised to sum to one).
+        names: a label per member (its bundle directory), for reports.
+        tta: average each member with its mirrored-survey prediction flipped back.
+        refine: TV prior applied to the combined map: none, flat, tv2d or auto (see fwi.refinement).
+        refine_weight: TV weight on the [-1, 1] scale.
+    """
+
+    def __init__(
+        self,
+        members: list[dict[str, Any]],
+        method: str = "median",
+        weights: list[float] | None = None,
+        names: list[str] | None = None,
+        tta: bool = False,
+        refine: str = "none",
+        refine_weight: float = 0.05,
+    ) -> None:
+        super().__init__()
+        from common.export import build_module
+
+        if not members:
+            raise EnsembleError("--members: expected at least one export bundle, got none")
+        if method not in METHODS:
+            raise EnsembleError(f"--method: expected one of {METHODS}, got {method!r}")
+        if refine not in PRIORS:
+            raise EnsembleError(f"--refine: expected one of {PRIORS}, got {refine!r}")
+        if weights is not None and len(weights) != len(members):
+            raise EnsembleError(f"weights: expected {len(members)} (one per member), got {len(weights)}")
+        if method == "weighted" and weights is None:
+            raise EnsembleError("--method weighted: needs --val_dir to fit the weights on")
+        self.save_hyperparameters()
+        self.members = nn.ModuleList(build_module(config) for config in members)
+        w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
+        self.register_buffer("weights", w / w.sum())
+        self.register_buffer("float16_inputs", torch.tensor(False))  # members convert their own inputs
+
+    @classmethod
+    def from_modules(cls, modules: Sequence[LightningModule], **kwargs: Any) -> VelocityEnsemble:
+        """An ensemble of already trained modules, their weights copied in."""
+        ensemble = cls(members=[member_config(m) for m in modules], **kwargs)
+        for target, source in zip(ensemble.members, modules, strict=True):
+            target.load_state_dict(source.state_dict(), strict=True)
+        return ensemble.eval()
+
+    def member_predictions(self, seismic: torch.Tensor, family: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, B, 1, 70, 70) m/s, one map per member (mirror-TTA averaged when `tta`)."""
+        maps = []
+        for member in self.members:
+            velocity = member(seismic, family).float()
+            if self.hparams.tta:
+                mirrored, _ = mirror_sample(seismic)
+                velocity = 0.5 * (velocity + torch.flip(member(mirrored, family).float(), dims=(-1,)))
+            maps.append(velocity)
+        return torch.stack(maps)
+
+    def combine_members(self, predictions: torch.Tensor, family: torch.Tensor | None = None) -> torch.Tensor:
+        """(M, B, 1, 70, 70) m/s -> (B, 1, 70, 70) m/s: the combination, then the optional refinement."""
+        combined = combine(predictions, self.hparams.method, self.weights)
+        if self.hparams.refine == "none":
+            return combined
+        known_flat = None
+        if family is not None and self.hparams.refine == "auto" and bool((family >= 0).all()):
+            known_flat = flat_families_mask(family)
+        refined = refine(
+            normalize_velocity(combined), self.hparams.refine, self.hparams.refine_weight, flat=known_flat
+        )
+        return denormalize_velocity(refined)
+
+    def forward(self, seismic: torch.Tensor, family: torch.Tensor | None = None) -> torch.Tensor:
+        return self.combine_members(self.member_predictions(seismic, family), family)
+
+    # -- evaluation through `mtl validate` / `mtl test` / `mtl predict` --------------------------------
+    def _evaluate(self, batch: Mapping[str, Any], prefix: str) -> None:
+        if batch["seismic"].shape[0] == 0:
+            return
+        velocity = self(batch["seismic"], batch.get("family"))
+        error = (velocity - batch["velocity"].float()).abs().mean()
+        size = batch["seismic"].shape[0]
+        self.log(f"{prefix}/mae_ms", error, batch_size=size)
+        self.log(f"{prefix}/mae", error / VELOCITY_SCALE, batch_size=size)
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: Mapping[str, Any], batch_idx: int) -> dict[str, Any]:
+        family = batch.get("family")
+        return {
+            "velocity": self(batch["seismic"], family if isinstance(family, torch.Tensor) else None),
+            "oid": batch.get("oid"),
+        }

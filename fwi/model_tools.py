@@ -1,0 +1,263 @@
+"""`mtl fwi models | ensemble | calibrate`: the model registry, ensembles of export bundles, uncertainty.
+
+Heavy imports happen inside the verbs so `mtl fwi --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def recipe_model_args(recipe: str) -> dict[str, Any] | None:
+    """`model.init_args.model_args` of a recipe under the repository, None when it is not there."""
+    import yaml
+
+    path = REPO / recipe
+    if not path.is_file():
+        return None
+    config = yaml.safe_load(path.read_text()) or {}
+    return dict(((config.get("model") or {}).get("init_args") or {}).get("model_args") or {})
+
+
+def models(json_out: bool = False) -> list[dict[str, Any]]:
+    """List every registered velocity model: parameters at its recipe's and quickstart's size, the input
+    geometry it assumes, the symmetries built in, and the recipes that train it.
+
+    Args:
+        json_out: print JSON instead of a table.
+    """
+    from fwi.models import MODEL_CARDS, MODELS, build_model, parameter_count
+
+    rows = []
+    for name in MODELS:
+        card = MODEL_CARDS[name]
+        sizes = {}
+        for label, recipe in (("params", card.recipe), ("quickstart_params", card.quickstart)):
+            args = recipe_model_args(recipe) if recipe else None
+            sizes[label] = None if args is None else parameter_count(build_model(name, **args))
+        rows.append({"model": name, **sizes, **card.__dict__})
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return rows
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="mtl fwi models (parameters at the recipe's / quickstart's size)")
+    for column in ("model", "params", "summary", "input geometry", "symmetries", "recipe / quickstart"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        small = row["quickstart_params"]
+        params = f"{row['params'] / 1e6:.2f}M / " + ("-" if small is None else f"{small / 1e3:.0f}k")
+        table.add_row(
+            row["model"],
+            params,
+            row["summary"],
+            row["geometry"],
+            row["symmetries"],
+            f"{row['recipe']}\n{row['quickstart'] or '-'}",
+        )
+    Console(width=200).print(table)
+    return rows
+
+
+def validation_batches(val_dir: str, max_samples: int | None, batch_size: int):
+    """Batches of an OpenFWI-layout directory (family folders), without augmentation."""
+    from torch.utils.data import DataLoader
+
+    from fwi.data.datasets import ShotGatherDataset, collate_skipping_bad
+    from fwi.data.formats import discover_pairs
+    from fwi.ensemble import EnsembleError
+
+    pairs = discover_pairs(val_dir)
+    dataset = ShotGatherDataset(pairs, max_samples=max_samples)
+    if len(dataset) == 0:
+        raise EnsembleError(
+            f"--val_dir {val_dir}: no validation samples found (expected OpenFWI family folders)"
+        )
+    return DataLoader(dataset, batch_size=batch_size, collate_fn=collate_skipping_bad)
+
+
+def collect(module, val_dir: str, max_samples: int | None, batch_size: int, per_member: bool):
+    """Member maps (M, N, 1, 70, 70) or ensemble maps (N, 1, 70, 70), targets and families, in m/s."""
+    import torch
+
+    predictions, targets, families = [], [], []
+    with torch.no_grad():
+        for batch in validation_batches(val_dir, max_samples, batch_size):
+            if per_member:
+                predictions.append(module.member_predictions(batch["seismic"], batch["family"]))
+            else:
+                predictions.append(module(batch["seismic"], batch["family"]).float())
+            targets.append(batch["velocity"].float())
+            families.append(batch["family"])
+    dim = 1 if per_member else 0
+    return torch.cat(predictions, dim), torch.cat(targets), torch.cat(families)
+
+
+def load_members(members: list[str]):
+    """Each bundle as a module, checked to map one (1, 5, 1000, 70) gather to (1, 1, 70, 70) m/s."""
+    import torch
+
+    from common.export import load_bundle
+    from fwi.data.families import SEISMIC_SHAPE, VELOCITY_SHAPE
+    from fwi.ensemble import EnsembleError
+
+    modules = []
+    for path in members:
+        if not Path(path).is_dir():
+            raise EnsembleError(f"--members: {path}: not a directory; expected an export bundle (mtl export)")
+        module = load_bundle(path)
+        if not callable(getattr(module, "forward", None)) or not hasattr(module, "float16_inputs"):
+            raise EnsembleError(f"--members: {path}: a {type(module).__name__}, not an fwi velocity model")
+        with torch.no_grad():
+            shape = tuple(module(torch.zeros(1, *SEISMIC_SHAPE)).shape)
+        if shape != (1, *VELOCITY_SHAPE):
+            raise EnsembleError(
+                f"--members: {path}: predicts a {shape[1:]} grid, the ensemble needs {VELOCITY_SHAPE}"
+            )
+        modules.append(module)
+    return modules
+
+
+def mae_by_family(prediction, target, family) -> dict[str, float]:
+    """MAE in m/s overall and per family present."""
+    from fwi.data.families import FAMILIES
+
+    error = (prediction - target).abs().flatten(1).mean(1)
+    result = {"all": float(error.mean())}
+    for index in family.unique().tolist():
+        if index >= 0:
+            result[FAMILIES[index]] = float(error[family == index].mean())
+    return result
+
+
+def ensemble(
+    members: list[str],
+    out: str,
+    method: str = "median",
+    val_dir: str | None = None,
+    tta: bool = False,
+    refine: str = "none",
+    refine_weight: float = 0.05,
+    max_samples: int | None = None,
+    batch_size: int = 8,
+    overwrite: bool = False,
+) -> str:
+    """Combine export bundles into one ensemble bundle that `mtl fwi submit` and `load_bundle` take.
+
+    Members may differ in architecture and normalisation (each keeps its own). With --val_dir the
+    members, the ensemble and its refined version are scored there (MAE m/s, overall and per family,
+    written to the bundle's metrics.json) and --method weighted fits its weights there.
+
+    Args:
+        members: export bundle directories, e.g. "[runs/a/export,runs/b/export]".
+        out: the ensemble bundle directory to write.
+        method: median (default, per pixel), mean or weighted.
+        val_dir: OpenFWI-layout validation directory (family folders) to score on and fit weights.
+        tta: average each member with its mirrored survey flipped back.
+        refine: TV prior on the combined map: none, flat, tv2d or auto.
+        refine_weight: TV weight on the [-1, 1] scale.
+        max_samples: validation samples used (evenly spread; default all).
+        batch_size: validation batch size.
+        overwrite: replace an existing bundle at --out.
+    """
+    from common.export import export_bundle
+    from fwi.ensemble import EnsembleError, VelocityEnsemble, combine, fit_weights
+
+    destination = Path(out)
+    if destination.exists() and any(destination.iterdir()) and not overwrite:
+        raise EnsembleError(f"--out {out}: exists and is not empty; pass --overwrite true to replace it")
+    if not members:
+        raise EnsembleError("--members: expected at least one export bundle, got none")
+    if method == "weighted" and val_dir is None:
+        raise EnsembleError("--method weighted: needs --val_dir to fit the weights on")
+    modules = load_members(members)
+    options = {"names": [str(m) for m in members], "tta": tta, "refine_weight": refine_weight}
+    metrics: dict[str, Any] = {}
+    weights = None
+    if val_dir is not None:
+        probe = VelocityEnsemble.from_modules(modules, method="mean", **options)
+        maps, target, family = collect(probe, val_dir, max_samples, batch_size, per_member=True)
+        for name, member_map in zip(members, maps, strict=True):
+            metrics[f"val/member_mae_ms/{name}"] = mae_by_family(member_map, target, family)["all"]
+        if method == "weighted":
+            weights = fit_weights(maps, target).tolist()
+    result = VelocityEnsemble.from_modules(modules, method=method, weights=weights, refine=refine, **options)
+    if val_dir is not None:
+        combined = combine(maps, method, result.weights)
+        for key, value in mae_by_family(combined, target, family).items():
+            metrics[f"val/ensemble_mae_ms/{key}"] = value
+        if refine != "none":
+            for key, value in mae_by_family(result.combine_members(maps, family), target, family).items():
+                metrics[f"val/refined_mae_ms/{key}"] = value
+        metrics["val/samples"] = int(target.shape[0])
+    export_bundle(result, destination, metrics=metrics)
+    print(json.dumps({"bundle": str(destination), "weights": weights, **metrics}, indent=2))
+    return str(destination)
+
+
+def calibrate(
+    checkpoint: str,
+    val_dir: str,
+    out: str = "calibration",
+    method: str = "mc_dropout",
+    passes: int = 16,
+    max_samples: int | None = None,
+    batch_size: int = 8,
+) -> dict[str, Any]:
+    """Per-pixel uncertainty on a validation set and how well it is calibrated.
+
+    Writes <out>/calibration.json (coverage of +-1 and +-2 sigma, correlation of sigma with |error|,
+    a reliability table) and <out>/reliability.png.
+
+    Args:
+        checkpoint: a `.ckpt` from `mtl fit` or an export bundle (a model or an ensemble).
+        val_dir: OpenFWI-layout validation directory (family folders).
+        out: directory for the report.
+        method: mc_dropout (N passes with dropout on) or ensemble (the members' spread).
+        passes: MC-dropout passes.
+        max_samples: validation samples used (evenly spread; default all).
+        batch_size: validation batch size.
+    """
+    import torch
+
+    from fwi.ensemble import EnsembleError, VelocityEnsemble
+    from fwi.submission import load_task
+    from fwi.uncertainty import calibration_report, mc_dropout_samples, mean_and_std, reliability_plot
+
+    if method not in ("mc_dropout", "ensemble"):
+        raise EnsembleError(f"--method: expected mc_dropout or ensemble, got {method!r}")
+    module = load_task(checkpoint)
+    if method == "ensemble" and not isinstance(module, VelocityEnsemble):
+        raise EnsembleError(
+            f"--checkpoint {checkpoint}: --method ensemble needs an ensemble bundle (mtl fwi ensemble)"
+        )
+    means, sigmas, targets = [], [], []
+    for batch in validation_batches(val_dir, max_samples, batch_size):
+        if method == "mc_dropout":
+            mean, sigma = mean_and_std(mc_dropout_samples(module, batch["seismic"], passes))
+        else:
+            with torch.no_grad():
+                members = module.member_predictions(batch["seismic"], batch["family"])
+                mean, sigma = module.combine_members(members, batch["family"]), members.std(0, correction=0)
+        means.append(mean)
+        sigmas.append(sigma)
+        targets.append(batch["velocity"].float())
+    report = calibration_report(torch.cat(means), torch.cat(sigmas), torch.cat(targets))
+    report.update({"method": method, "checkpoint": str(checkpoint), "val_dir": str(val_dir)})
+    if method == "mc_dropout":
+        report["passes"] = passes
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
+    reliability_plot(report, directory / "reliability.png", title=f"{method}: {checkpoint}")
+    print(json.dumps({k: v for k, v in report.items() if k != "reliability"}, indent=2))
+    return report
+
+
+def commands() -> dict[str, Any]:
+    return {"models": models, "ensemble": ensemble, "calibrate": calibrate}

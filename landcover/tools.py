@@ -3,7 +3,7 @@
     mtl landcover generate --out data/synthetic --samples 2000 --size 224
     mtl landcover patches --scene S2_L2A.tif --labels landcover.tif --out data/scene1 --size 224
     mtl landcover split --source data/patches --val_fraction 0.15 --test_fraction 0.15
-    mtl landcover stats --root data/synthetic
+    mtl landcover check --root data/synthetic
     mtl landcover predict --bundle runs/landcover/quickstart/export --root data/synthetic --out predictions.csv
     mtl landcover map --bundle runs/landcover/baseline_cnn/export --scene S2_L2A.tif --size 64 --out map.tif
 
@@ -141,7 +141,7 @@ def split(
     return {name: str(path) for name, path in written.items()}
 
 
-def stats(
+def check(
     root: Path, units: Literal["reflectance", "dn"] | None = None, dn_offset: int | None = None
 ) -> dict:
     """Per split: samples, class counts, no-data patches and pixels; per-band mean/std of the training split.
@@ -289,7 +289,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "generate": generate,
         "patches": patches,
         "split": split,
-        "stats": stats,
+        "check": check,
         "predict": predict,
         "map": map_scene,
     }

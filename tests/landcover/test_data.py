@@ -266,7 +266,7 @@ def test_generate_split_and_stats_verbs_through_the_command_line(
     main(["landcover", "split", "--source", str(tmp_path / "s/train.npz"), "--out", str(tmp_path / "split")])
     assert sorted(p.name for p in (tmp_path / "split").glob("*.npz")) == ["test.npz", "train.npz", "val.npz"]
     capsys.readouterr()
-    main(["landcover", "stats", "--root", str(tmp_path / "split"), "--units", "dn", "--dn_offset", "1000"])
+    main(["landcover", "check", "--root", str(tmp_path / "split"), "--units", "dn", "--dn_offset", "1000"])
     printed = capsys.readouterr().out
     assert '"band_mean"' in printed and '"nodata_pixels"' in printed
     with pytest.raises(SystemExit):

@@ -252,7 +252,7 @@ def test_labels_may_be_class_names(tmp_path: Path) -> None:
         ready(tmp_path)
 
 
-def test_generate_split_and_stats_verbs_through_the_command_line(
+def test_generate_split_and_check_verbs_through_the_command_line(
     tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from common.cli import main

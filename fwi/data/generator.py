@@ -1,12 +1,24 @@
 """Synthetic OpenFWI-layout data: velocity models + acoustic forward modelling with deepwave.
 
 Geometry as OpenFWI: 70x70 grid, dx = 10 m, 5 sources at x-index 0, 17, 34, 52, 69 and 70 receivers,
-all at depth index 1; 1000 steps of 1 ms; 15 Hz Ricker wavelet (peak delayed by 1/f). Deliberate
-differences from the OpenFWI recipe (whose code was not released):
+all at depth index 1; 1000 steps of 1 ms. Source and timing as OpenFWI's forward operator (the
+`FWIForward.FWM` finite-difference loop of LANL's physics-guided FWI code, run with the parameters of
+lanl/OpenFWI `dataset_config.json`: nbc 120, dx 10, nt 1000, dt 1e-3, f 15, sz = gz = 10 m):
 
-- Solver: deepwave's constant-density scalar wave equation, 4th order in space; deepwave sub-steps
-  time internally when 1 ms violates the CFL condition for fast models and resamples to 1 ms.
-- Boundaries: a 20-cell PML on all four sides (no free surface, so no surface ghosts or multiples).
+- Wavelet: a 147-sample, 15 Hz Ricker whose peak is sample 73, zero after (`openfwi_ricker`).
+- Timing: that loop adds `(v dt)^2 w[i]` at the source in step i and records the field just updated,
+  so trace sample i is the field after i + 1 steps. deepwave records one step later than that (measured
+  against such a loop in tests/fwi/test_generator.py: best lag 1 sample, correlation 0.99999994), so
+  the wavelet given to deepwave is advanced by one sample. With that, a receiver under the source in a
+  2000 m/s top layer peaks at 78 ms, as the zero-offset traces of real Kaggle GWI test gathers do.
+
+Deliberate differences from that loop:
+
+- Solver: deepwave's constant-density scalar wave equation, 4th order in space (OpenFWI's loop is 2nd
+  order in time, 4th in space at 1 ms); deepwave sub-steps time internally when 1 ms violates its CFL
+  condition for fast models and resamples to 1 ms.
+- Boundaries: a 20-cell PML on all four sides instead of OpenFWI's 120-cell damping layer (neither has a
+  free surface, so no surface ghosts or multiples).
 - Sign: deepwave's source term has the opposite sign to the convention of OpenFWI's data (there the
   direct wave's main lobe is positive: FlatVel-A's limits are -26.95..52.77), so the output is negated.
   With that, our FlatVel-A amplitudes span about -26..51 for a unit Ricker: the same scale.
@@ -51,11 +63,31 @@ from fwi.data.velocity_models import velocity_model
 PML_WIDTH = 20
 
 
-def ricker(n_time: int = N_TIME, dt: float = TIME_STEP_S, freq: float = PEAK_FREQUENCY_HZ) -> torch.Tensor:
-    """Ricker wavelet with its peak at 1/freq seconds, (n_time,) float32."""
-    t = torch.arange(n_time, dtype=torch.float64) * dt - 1.0 / freq
-    arg = (np.pi * freq * t) ** 2
-    return ((1 - 2 * arg) * torch.exp(-arg)).float()
+def openfwi_ricker(
+    n_time: int = N_TIME, dt: float = TIME_STEP_S, freq: float = PEAK_FREQUENCY_HZ
+) -> torch.Tensor:
+    """OpenFWI's source: a Ricker of `2 floor(1.1 / (f dt)) + 1` samples (147 at 15 Hz, 1 ms) peaking
+    at its middle sample (73), zero after: `w[k] = (1 - 2b) e^-b`, `b = (pi f dt (73 - k))^2`.
+
+    Returns (n_time,) float64 (float64 so that the one-sample advance below loses nothing).
+    """
+    length = int(2 * np.floor(1.1 / (freq * dt)) + 1)
+    centre = length // 2
+    k = torch.arange(length, dtype=torch.float64)
+    b = (np.pi * freq * dt * (centre - k)) ** 2
+    wavelet = torch.zeros(n_time, dtype=torch.float64)
+    n = min(length, n_time)
+    wavelet[:n] = ((1 - 2 * b) * torch.exp(-b))[:n]
+    return wavelet
+
+
+DEEPWAVE_RECORDING_DELAY = 1  # samples deepwave records after OpenFWI's loop (module docstring)
+
+
+def deepwave_source(n_time: int = N_TIME) -> torch.Tensor:
+    """The wavelet to give deepwave so its traces line up with OpenFWI's: advanced by the delay, (n_time,)."""
+    wavelet = openfwi_ricker(n_time + DEEPWAVE_RECORDING_DELAY)
+    return wavelet[DEEPWAVE_RECORDING_DELAY:].float()
 
 
 def forward_model(velocity: torch.Tensor, n_time: int = N_TIME) -> torch.Tensor:
@@ -72,7 +104,7 @@ def forward_model(velocity: torch.Tensor, n_time: int = N_TIME) -> torch.Tensor:
     receivers = torch.zeros(shots, N_RECEIVERS, 2, dtype=torch.long, device=device)
     receivers[:, :, 0] = ACQUISITION_DEPTH
     receivers[:, :, 1] = torch.arange(N_RECEIVERS, device=device)
-    amplitudes = ricker(n_time).to(device).reshape(1, 1, -1).expand(shots, 1, -1).contiguous()
+    amplitudes = deepwave_source(n_time).to(device).reshape(1, 1, -1).expand(shots, 1, -1).contiguous()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = deepwave.scalar(

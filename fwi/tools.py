@@ -62,12 +62,13 @@ def check(root: str, family: str | None = None, scan: bool = False, on_bad: str 
     Args:
         root: dataset root (family folders) or one family's folder with --family.
         family: family of a single-family root.
-        scan: also read every sample and report NaN/inf (reads all the data once).
+        scan: also read every sample: NaN/inf anywhere, velocity maps outside 1500-4500 m/s (reads
+            all the data once).
         on_bad: error (stop at the first bad file) or skip (report and go on).
     """
     import numpy as np
 
-    from fwi.data.formats import FwiDataError, discover_pairs
+    from fwi.data.formats import FwiDataError, discover_pairs, velocity_range_problem
 
     pairs = discover_pairs(root, family=family, on_bad=on_bad)
     report: dict[str, Any] = {"files": len(pairs), "families": {}, "bad_samples": []}
@@ -81,8 +82,12 @@ def check(root: str, family: str | None = None, scan: bool = False, on_bad: str 
             for path in (pair.seismic, pair.velocity):
                 array = np.load(path, mmap_mode="r", allow_pickle=False)
                 for i in range(array.shape[0]):
-                    if not np.isfinite(array[i]).all():
-                        message = f"{path}: sample {i}: NaN/inf values"
+                    sample = np.asarray(array[i])
+                    problem = None if np.isfinite(sample).all() else "NaN/inf values"
+                    if problem is None and path == pair.velocity:
+                        problem = velocity_range_problem(sample)
+                    if problem:
+                        message = f"{path}: sample {i}: {problem}"
                         if on_bad != "skip":
                             raise FwiDataError(message)
                         report["bad_samples"].append(message)

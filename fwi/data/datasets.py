@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from fwi.data.families import FAMILIES, N_RECEIVERS, SEISMIC_SHAPE, SOURCE_X, UNKNOWN_FAMILY, VELOCITY_SHAPE
-from fwi.data.formats import FilePair, FwiDataError, check_test_file
+from fwi.data.formats import FilePair, FwiDataError, check_test_file, check_velocity_range
 
 log = logging.getLogger(__name__)
 MIRROR_MIDDLE_MODES = ("shift", "keep")
@@ -96,8 +96,8 @@ class ShotGatherDataset(Dataset):
         max_samples: use only this many samples, spread evenly over all files (None: all).
         mirror_probability: chance of the mirror augmentation per sample (0 for validation).
         mirror_middle: "shift" or "keep"; see `mirror_sample`.
-        on_bad: "error" raises for NaN/inf samples naming file and index; "skip" logs and counts them
-            and the collate function leaves them out of the batch.
+        on_bad: "error" raises for NaN/inf samples and velocity maps outside 1500-4500 m/s, naming
+            file and index; "skip" logs and counts them and the collate function leaves them out.
         max_open_files: memory maps kept open per process (each holds a file descriptor).
     """
 
@@ -164,6 +164,7 @@ class ShotGatherDataset(Dataset):
         try:
             _check_finite(seismic_view, pair.seismic, index, "shot gathers")
             _check_finite(velocity_view, pair.velocity, index, "velocity map")
+            check_velocity_range(velocity_view, pair.velocity, index)
         except FwiDataError as error:
             if self.on_bad != "skip":
                 raise

@@ -220,3 +220,30 @@ def test_check_verb_reports_families_and_bad_samples(openfwi_root: Path, tmp_pat
         check(root=str(tmp_path), scan=True)
     report = check(root=str(tmp_path), scan=True, on_bad="skip")
     assert len(report["bad_samples"]) == 1 and "vel2_1_1.npy: sample 1" in report["bad_samples"][0]
+
+
+def test_velocity_maps_outside_1500_4500_are_errors_naming_file_and_sample(
+    openfwi_root: Path, tmp_path: Path
+) -> None:
+    """km/s maps (1.5-4.5) and maps beyond 4500 m/s stop check --scan and training; 4503 m/s is allowed."""
+    from fwi.tools import check
+
+    root = copy_tree(openfwi_root / "FlatVel-A", tmp_path / "FlatVel-A")
+    velocity = np.load(root / "model/model2.npy")
+    velocity[1] = 4503.0  # within the 5 m/s tolerance
+    velocity[2] /= 1000.0  # km/s
+    np.save(root / "model/model2.npy", velocity)
+    with pytest.raises(FwiDataError, match=r"model2\.npy: sample 2: velocities span .* look like km/s"):
+        check(root=str(tmp_path), scan=True)
+    report = check(root=str(tmp_path), scan=True, on_bad="skip")
+    assert len(report["bad_samples"]) == 1 and "model2.npy: sample 2" in report["bad_samples"][0]
+
+    dataset = ShotGatherDataset(discover_pairs(tmp_path))
+    assert dataset[5]["velocity"].max() == 4503.0
+    with pytest.raises(FwiDataError, match=r"model2\.npy: sample 2: .*multiply by 1000"):
+        dataset[6]
+    velocity[2] = 5200.0
+    np.save(root / "model/model2.npy", velocity)
+    with pytest.raises(FwiDataError, match=r"model2\.npy: sample 2: velocities span 5200\.\.5200") as error:
+        ShotGatherDataset(discover_pairs(tmp_path))[6]
+    assert "km/s" not in str(error.value)

@@ -25,7 +25,7 @@ from fwi.data.datasets import (
 )
 from fwi.data.families import SAMPLES_PER_FILE
 from fwi.data.formats import FilePair, discover_pairs, kaggle_test_files
-from fwi.data.normalization import seismic_limits
+from fwi.data.normalization import SEISMIC_LIMIT_MODES, openfwi_seismic_limits, seismic_limits
 from fwi.data.splits import SPLIT_MODES, make_split
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ class FwiDataModule(LightningDataModule):
         root: dataset root with family folders (`FlatVel-A/`, Kaggle's `FlatVel_A/`), or one family's
             folder when `family` is given. Relative paths are relative to the working directory.
         family: the family of a single-family root (None: the root holds family folders).
-        split: "files", "kfold" or "leave_family_out" (see `fwi.data.splits`).
+        split: "files", "kfold", "leave_family_out" or "openfwi" (OpenFWI's official file lists; see
+            `fwi.data.splits`).
         val_fraction: fraction of each family's files for validation (split "files").
         test_fraction: fraction of each family's files for test (split "files").
         folds: number of folds (split "kfold").
@@ -57,7 +58,13 @@ class FwiDataModule(LightningDataModule):
         mirror_middle: "shift" or "keep": how the mirrored middle source is handled (see docs/fwi.md).
         on_bad: "error" (default) stops at the first bad file or sample naming it; "skip" logs,
             counts and leaves bad files and samples out.
-        stats_samples_per_file: samples per training file read for the normalisation limits (None: all).
+        seismic_limits: "estimate" (raw min/max of the training files) or "openfwi" (OpenFWI's fixed
+            per-family constants, `fwi.data.normalization.OPENFWI_SEISMIC_LIMITS`: what OpenFWI's
+            models expect and what its published numbers were measured with).
+        stats_samples_per_file: samples per training file read for the estimated limits (None: all).
+        drop_last: drop the last incomplete training batch (as OpenFWI's train.py: a final batch of one
+            sample makes BatchNorm at InversionNet's 1x1 bottleneck raise). Kept when the training
+            set is smaller than one batch.
         test_dir: Kaggle test directory of `<oid>.npy` files, for `predict`.
         generate_family: family of the synthetic set written when `generate_samples > 0`.
         generate_samples: write this many synthetic samples into `root` first (0: never generate).
@@ -83,7 +90,9 @@ class FwiDataModule(LightningDataModule):
         mirror_probability: float = 0.0,
         mirror_middle: str = "shift",
         on_bad: str = "error",
+        seismic_limits: str = "estimate",
         stats_samples_per_file: int | None = 64,
+        drop_last: bool = True,
         test_dir: str | None = None,
         generate_family: str = "FlatVel-A",
         generate_samples: int = 0,
@@ -95,6 +104,7 @@ class FwiDataModule(LightningDataModule):
         _check_choice("split", split, SPLIT_MODES)
         _check_choice("mirror_middle", mirror_middle, MIRROR_MIDDLE_MODES)
         _check_choice("on_bad", on_bad, ("error", "skip"))
+        _check_choice("seismic_limits", seismic_limits, SEISMIC_LIMIT_MODES)
         if split == "leave_family_out" and not holdout_family:
             raise ValueError(
                 "FwiDataModule.holdout_family: split leave_family_out needs a family, e.g. CurveFault-A"
@@ -144,7 +154,12 @@ class FwiDataModule(LightningDataModule):
             raise ValueError(f"{self.root}: the {h.split} split left no training files ({len(pairs)} pairs)")
         if not self.splits["val"]:
             log.warning("fwi: %s has too few files per family for a validation split by file", self.root)
-        self.seismic_low, self.seismic_high = seismic_limits(self.splits["train"], h.stats_samples_per_file)
+        if h.seismic_limits == "openfwi":
+            self.seismic_low, self.seismic_high = openfwi_seismic_limits()
+        else:
+            self.seismic_low, self.seismic_high = seismic_limits(
+                self.splits["train"], h.stats_samples_per_file
+            )
         self.float16_inputs = all(p.seismic_dtype == "float16" for p in self.splits["train"])
 
     def _dataset(self, split: str, train: bool) -> ShotGatherDataset:
@@ -156,8 +171,15 @@ class FwiDataModule(LightningDataModule):
             on_bad=self.hparams.on_bad,
         )
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset, shuffle: bool, drop_last: bool = False) -> DataLoader:
         reads = BatchedReads(dataset)
+        if drop_last and len(reads) < self.batch_size:
+            log.warning(
+                "fwi: %d training samples are fewer than one batch of %d: the incomplete batch is kept",
+                len(reads),
+                self.batch_size,
+            )
+            drop_last = False
         return ResumableLoader(
             reads,
             batch_size=self.batch_size,
@@ -165,11 +187,13 @@ class FwiDataModule(LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_skipping_bad,
             persistent_workers=False,
-            drop_last=False,
+            drop_last=drop_last,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._dataset("train", train=True), shuffle=True)
+        return self._loader(
+            self._dataset("train", train=True), shuffle=True, drop_last=self.hparams.drop_last
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self._dataset("val", train=False), shuffle=False)

@@ -45,6 +45,7 @@ def test_quickstart_fit_export_and_submit(mtl, tmp_path: Path) -> None:
         "val/mae",
         "val/rmse",
         "val/ssim",
+        "val/ssim_reflect",
         "val/mae_ms",
         "val/mae_ms/FlatVel-A",
         "val/rmse/FlatVel-A",

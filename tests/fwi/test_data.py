@@ -247,3 +247,62 @@ def test_velocity_maps_outside_1500_4500_are_errors_naming_file_and_sample(
     with pytest.raises(FwiDataError, match=r"model2\.npy: sample 2: velocities span 5200\.\.5200") as error:
         ShotGatherDataset(discover_pairs(tmp_path))[6]
     assert "km/s" not in str(error.value)
+
+
+def test_openfwi_split_uses_the_official_file_lists() -> None:
+    from fwi.data.formats import FilePair
+
+    def pairs(family: str, names: list[str]) -> list[FilePair]:
+        return [FilePair(Path(name), Path("unused.npy"), family, 500) for name in names]
+
+    vel = pairs("FlatVel-A", [f"data/data{i}.npy" for i in (1, 48, 49, 60, 61)])
+    fault = pairs("CurveFault-B", [f"seis{p}_1_{i}.npy" for p in (6, 8) for i in (0, 31, 32, 35, 36)])
+    wrong_prefix = pairs("CurveFault-B", ["seis2_1_0.npy"])
+    style = pairs("Style-A", [f"data/data{i}.npy" for i in (120, 121, 134)])
+    split = make_split(vel + fault + wrong_prefix + style, "openfwi")
+    names = {part: [f"{p.family}:{p.seismic.name}" for p in files] for part, files in split.items()}
+    assert names["train"] == [
+        "FlatVel-A:data1.npy",
+        "FlatVel-A:data48.npy",
+        "CurveFault-B:seis6_1_0.npy",
+        "CurveFault-B:seis6_1_31.npy",
+        "CurveFault-B:seis8_1_0.npy",
+        "CurveFault-B:seis8_1_31.npy",
+        "Style-A:data120.npy",
+    ]
+    assert (
+        names["val"]
+        == names["test"]
+        == [
+            "FlatVel-A:data49.npy",
+            "FlatVel-A:data60.npy",
+            "CurveFault-B:seis6_1_32.npy",
+            "CurveFault-B:seis6_1_35.npy",
+            "CurveFault-B:seis8_1_32.npy",
+            "CurveFault-B:seis8_1_35.npy",
+            "Style-A:data121.npy",
+            "Style-A:data134.npy",
+        ]
+    )
+
+
+def test_openfwi_limits_and_drop_last(openfwi_root: Path) -> None:
+    from fwi.data import FwiDataModule
+    from fwi.data.families import FAMILIES
+    from fwi.data.normalization import OPENFWI_UNION_LIMITS
+
+    data = FwiDataModule(
+        root=str(openfwi_root), split="openfwi", seismic_limits="openfwi", batch_size=3, num_workers=0
+    )
+    data.setup("fit")
+    assert len(data.splits["train"]) == 5 and not data.splits["val"]  # files 1-3 and 0-1: all train
+    assert data.seismic_low[FAMILIES.index("CurveFault-B")] == -24.93
+    assert data.seismic_high[FAMILIES.index("FlatVel-A")] == 52.77
+    assert (data.seismic_low.min(), data.seismic_high.max()) == OPENFWI_UNION_LIMITS == (-29.04, 57.03)
+    batches = [batch["seismic"].shape[0] for batch in data.train_dataloader()]
+    assert batches == [3] * 6  # 20 samples: the last 2 are dropped
+    keep = FwiDataModule(root=str(openfwi_root), batch_size=3, num_workers=0, drop_last=False)
+    keep.setup("fit")
+    assert sum(batch["seismic"].shape[0] for batch in keep.train_dataloader()) == len(
+        keep._dataset("train", train=True)
+    )

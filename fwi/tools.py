@@ -191,5 +191,31 @@ def submit(
     return str(write_submission(checkpoint, test_dir, out, tta, batch_size, num_workers, device))
 
 
+def import_openfwi(checkpoint: str, out: str, family: str) -> str:
+    """Turn an OpenFWI InversionNet checkpoint (lanl/OpenFWI train.py) into an export bundle.
+
+    The bundle carries OpenFWI's seismic limits of `family` and works with `mtl fwi submit` and `mtl
+    serve`; its `model.ckpt` works with `mtl validate --ckpt_path`. Read with weights_only=True
+    (argparse.Namespace allowed), keys mapped strictly: a foreign checkpoint is refused naming the file.
+
+    Args:
+        checkpoint: OpenFWI's `checkpoint.pth` (or any `torch.save` of `{"model": state_dict, ...}`).
+        out: new bundle directory (must not exist or be empty).
+        family: the OpenFWI family it was trained on (picks `dataset_config.json`'s limits).
+    """
+    from fwi.openfwi_import import import_openfwi as run_import
+
+    bundle = run_import(checkpoint, out, family)
+    print(f"wrote {bundle} (OpenFWI InversionNet, {family} limits)")
+    return str(bundle)
+
+
 def commands() -> dict[str, Callable[..., Any]]:
-    return {"generate": generate, "check": check, "splits": splits, "cache": cache, "submit": submit}
+    return {
+        "generate": generate,
+        "check": check,
+        "splits": splits,
+        "cache": cache,
+        "submit": submit,
+        "import-openfwi": import_openfwi,
+    }

@@ -56,6 +56,54 @@ def generate(
     return [str(f) for f in files]
 
 
+def forward(
+    velocity: str,
+    out: str,
+    device: str = "cpu",
+    batch_size: int = 1,
+    threads: int | None = None,
+) -> list[str]:
+    """Forward-model velocity maps into the OpenFWI layout, with the generator's physics.
+
+    Takes `(N, 1, 70, 70)` or `(N, 70, 70)` m/s maps (OpenFWI's model files, augmented maps, a model's
+    predictions for pseudo-labels). Every input is checked first (shape, NaN/inf, 1500-4500 m/s);
+    `modelN.npy` becomes `data/dataN.npy` + `model/modelN.npy`, `vel{P}_1_{i}.npy` becomes
+    `seis{P}_1_{i}.npy` + `vel{P}_1_{i}.npy`, other names the next free N (recorded in
+    forward_sources.json). Rerunning continues an interrupted run; nothing finished is overwritten.
+
+    Args:
+        velocity: a .npy file or a folder of them (recursively).
+        out: output root (the OpenFWI layout is written inside it).
+        device: torch device for the wave simulation, e.g. cpu or cuda.
+        batch_size: models simulated together (1 was fastest on a CPU; e.g. 64 on a GPU).
+        threads: CPU threads while simulating (None: torch's default).
+    """
+    import torch
+    from rich.progress import Progress
+
+    from fwi.data.forward_files import forward_velocity_files
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with Progress() as bar:
+            task = bar.add_task(f"{velocity} -> {out}", total=None)
+            files = forward_velocity_files(
+                velocity,
+                out,
+                device=device,
+                batch_size=batch_size,
+                progress=lambda n: bar.advance(task, n),
+                on_plan=lambda total: bar.update(task, total=total),
+            )
+    finally:
+        torch.set_num_threads(previous)
+    for path in files:
+        print(path)
+    return [str(f) for f in files]
+
+
 def check(root: str, family: str | None = None, scan: bool = False, on_bad: str = "error") -> dict[str, Any]:
     """Check an OpenFWI / Kaggle train_samples root: pairs, shapes, dtypes, sizes; optionally every value.
 
@@ -218,4 +266,5 @@ def commands() -> dict[str, Callable[..., Any]]:
         "cache": cache,
         "submit": submit,
         "import-openfwi": import_openfwi,
+        "forward": forward,
     }

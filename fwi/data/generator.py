@@ -15,8 +15,10 @@ lanl/OpenFWI `dataset_config.json`: nbc 120, dx 10, nt 1000, dt 1e-3, f 15, sz =
 Deliberate differences from that loop:
 
 - Solver: deepwave's constant-density scalar wave equation, 4th order in space (OpenFWI's loop is 2nd
-  order in time, 4th in space at 1 ms); deepwave sub-steps time internally when 1 ms violates its CFL
-  condition for fast models and resamples to 1 ms.
+  order in time, 4th in space at 1 ms); deepwave sub-steps time internally where 1 ms violates its CFL
+  condition and resamples to 1 ms. That condition is set by `max_vel=4500` for every model, not by
+  each batch's fastest cell, so a sample's gathers do not depend on which models share its batch
+  (they did by up to 0.07 before: the resampling differs between one and two sub-steps).
 - Boundaries: a 20-cell PML on all four sides instead of OpenFWI's 120-cell damping layer (neither has a
   free surface, so no surface ghosts or multiples).
 - Sign: deepwave's source term has the opposite sign to the convention of OpenFWI's data (there the
@@ -51,6 +53,7 @@ from fwi.data.families import (
     SAMPLES_PER_FILE,
     SOURCE_X,
     TIME_STEP_S,
+    VELOCITY_MAX,
     VELOCITY_SHAPE,
     canonical_family,
     family_index,
@@ -117,6 +120,7 @@ def forward_model(velocity: torch.Tensor, n_time: int = N_TIME) -> torch.Tensor:
             pml_width=PML_WIDTH,
             pml_freq=PEAK_FREQUENCY_HZ,
             accuracy=4,
+            max_vel=VELOCITY_MAX,
         )
     gathers = -out[-1]  # (shots, receivers, time); negated to OpenFWI's polarity (module docstring)
     return gathers.reshape(batch, N_SOURCES, N_RECEIVERS, n_time).transpose(2, 3).contiguous()
@@ -197,22 +201,38 @@ def _generate_files(
             continue
         seismic_path.parent.mkdir(parents=True, exist_ok=True)
         velocity_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(
-            family, seed, first, count, seismic_path, velocity_path, device, batch_size, n_time, progress
-        )
+        spec = {"family": family, "seed": seed, "first": first, "count": count, "n_time": n_time}
+
+        def draw(start: int, n: int, first: int = first) -> np.ndarray:
+            return np.stack([sample_velocity(family, seed, first + start + i) for i in range(n)])
+
+        write_file(spec, count, draw, seismic_path, velocity_path, device, batch_size, n_time, progress)
 
 
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-def _write_file(
-    family, seed, first, count, seismic_path, velocity_path, device, batch_size, n_time, progress
-):
+def write_file(
+    spec: dict,
+    count: int,
+    velocities: Callable[[int, int], np.ndarray],
+    seismic_path: Path,
+    velocity_path: Path,
+    device: str,
+    batch_size: int,
+    n_time: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Simulate `count` models into one (seismic, velocity) file pair, resumable.
+
+    `velocities(start, n)` gives models start..start+n-1 of the file, (n, 70, 70) m/s. Samples go
+    into `.partial` files with a `.progress` marker holding `spec` and the count done; a later call
+    with the same `spec` continues there, and the files are moved into place when complete.
+    """
     marker = seismic_path.with_name(seismic_path.name + ".progress")
     seismic_tmp, velocity_tmp = _partial(seismic_path), _partial(velocity_path)
     done = 0
-    spec = {"family": family, "seed": seed, "first": first, "count": count, "n_time": n_time}
     if marker.is_file() and seismic_tmp.is_file() and velocity_tmp.is_file():
         saved = json.loads(marker.read_text())
         if {k: saved.get(k) for k in spec} == spec:
@@ -229,7 +249,7 @@ def _write_file(
         progress(done)
     while done < count:
         n = min(batch_size, count - done)
-        models = np.stack([sample_velocity(family, seed, first + done + i) for i in range(n)])
+        models = np.array(velocities(done, n), dtype=np.float32)  # a writable copy for torch
         gathers = forward_model(torch.from_numpy(models).to(device), n_time=n_time).cpu().numpy()
         seismic[done : done + n] = gathers
         velocity[done : done + n, 0] = models

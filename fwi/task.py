@@ -22,7 +22,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from fwi.data.families import FAMILIES, SEISMIC_SHAPE, VELOCITY_MAX, VELOCITY_MIN
+from fwi.data.decimation import decimate_time, decimated_length
+from fwi.data.families import FAMILIES, N_TIME, SEISMIC_SHAPE, VELOCITY_MAX, VELOCITY_MIN
 from fwi.data.normalization import denormalize_velocity, normalize_seismic, normalize_velocity
 from fwi.metrics import OpenFwiSSIM, openfwi_ssim
 from fwi.models import build_model
@@ -102,6 +103,7 @@ class VelocityInversionTask(LightningModule):
         self.register_buffer("seismic_low", torch.full((n,), float("nan")))
         self.register_buffer("seismic_high", torch.full((n,), float("nan")))
         self.register_buffer("float16_inputs", torch.tensor(False))
+        self.register_buffer("time_decimation", torch.tensor(1))
         metrics = MetricCollection(
             {
                 "mae": MeanAbsoluteError(),
@@ -116,6 +118,12 @@ class VelocityInversionTask(LightningModule):
         self.test_family_metrics = PerFamilyMetrics()
         self.example_input_array = torch.zeros(1, *SEISMIC_SHAPE)
 
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Checkpoints from before time decimation existed have no `time_decimation` buffer: 1."""
+        if "time_decimation" not in state_dict:
+            state_dict = {**state_dict, "time_decimation": torch.tensor(1)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     # -- statistics -------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -124,6 +132,14 @@ class VelocityInversionTask(LightningModule):
             self.seismic_low.copy_(torch.as_tensor(low, dtype=torch.float32))
             self.seismic_high.copy_(torch.as_tensor(datamodule.seismic_high, dtype=torch.float32))
             self.float16_inputs.fill_(bool(datamodule.float16_inputs))
+            self.time_decimation.fill_(int(getattr(datamodule, "time_decimation", 1)))
+            expected = decimated_length(N_TIME, int(self.time_decimation))
+            n_time = getattr(self.net, "n_time", expected)
+            if n_time != expected:
+                raise ValueError(
+                    f"model.init_args.model_args.n_time: expected {expected} for data time_decimation "
+                    f"{int(self.time_decimation)}, got {n_time}"
+                )
 
     def limits(self, family: torch.Tensor | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw amplitude limits per sample (B,): the family's, or the global ones when unknown."""
@@ -149,6 +165,9 @@ class VelocityInversionTask(LightningModule):
         """Raw gathers (B, 5, 1000, 70) -> predicted velocity on [-1, 1], (B, 1, 70, 70)."""
         if bool(self.float16_inputs):
             seismic = seismic.half()  # what the model saw in training, even when given float32
+        k = int(self.time_decimation)
+        if k > 1 and seismic.shape[-2] == N_TIME:  # raw gathers: decimate as in training
+            seismic = decimate_time(seismic, k)
         low, high = self.limits(family, seismic.shape[0])
         return self.net(normalize_seismic(seismic, low, high).to(self.dtype))
 

@@ -104,8 +104,18 @@ def forward(
     return [str(f) for f in files]
 
 
-def check(root: str, family: str | None = None, scan: bool = False, on_bad: str = "error") -> dict[str, Any]:
+def check(
+    root: str,
+    family: str | None = None,
+    scan: bool = False,
+    on_bad: str = "error",
+    decimation: int | None = None,
+) -> dict[str, Any]:
     """Check an OpenFWI / Kaggle train_samples root: pairs, shapes, dtypes, sizes; optionally every value.
+
+    With --decimation k, also the share of spectral energy above the Nyquist frequency of every k-th
+    time step (500/k Hz), per family, from 8 evenly spaced samples per file: what slicing without a
+    low-pass would alias (`time_decimation: k` filters it out first).
 
     Args:
         root: dataset root (family folders) or one family's folder with --family.
@@ -113,9 +123,11 @@ def check(root: str, family: str | None = None, scan: bool = False, on_bad: str 
         scan: also read every sample: NaN/inf anywhere, velocity maps outside 1500-4500 m/s (reads
             all the data once).
         on_bad: error (stop at the first bad file) or skip (report and go on).
+        decimation: a time decimation factor k to measure the aliased energy share for.
     """
     import numpy as np
 
+    from fwi.data.decimation import energy_above_nyquist
     from fwi.data.formats import FwiDataError, discover_pairs, velocity_range_problem
 
     pairs = discover_pairs(root, family=family, on_bad=on_bad)
@@ -139,6 +151,15 @@ def check(root: str, family: str | None = None, scan: bool = False, on_bad: str 
                         if on_bad != "skip":
                             raise FwiDataError(message)
                         report["bad_samples"].append(message)
+    if decimation:
+        for name, entry in report["families"].items():
+            gathers = []
+            for pair in (p for p in pairs if p.family == name):
+                array = np.load(pair.seismic, mmap_mode="r", allow_pickle=False)
+                rows = np.unique(np.linspace(0, array.shape[0] - 1, 8).round().astype(int))
+                gathers.append(np.asarray(array[rows], dtype=np.float32))
+            share = energy_above_nyquist(np.concatenate(gathers), decimation)
+            entry[f"energy_above_nyquist_k{decimation}"] = float(f"{share:.3g}")
     print(json.dumps(report, indent=2))
     return report
 

@@ -62,6 +62,11 @@ class FwiDataModule(LightningDataModule):
             per-family constants, `fwi.data.normalization.OPENFWI_SEISMIC_LIMITS`: what OpenFWI's
             models expect and what its published numbers were measured with).
         stats_samples_per_file: samples per training file read for the estimated limits (None: all).
+        time_decimation: keep every k-th of the 1000 time steps after an anti-aliasing low-pass
+            (`fwi.data.decimation`, scipy.signal.decimate's FIR). The task applies it, to training
+            batches and to every input at inference alike, from a buffer that checkpoints carry; set
+            the model's input length to match (InversionNet: `model_args.n_time: ceil(1000 / k)`).
+            `mtl fwi check --decimation k` reports the share of energy above the new Nyquist.
         drop_last: drop the last incomplete training batch (as OpenFWI's train.py: a final batch of one
             sample makes BatchNorm at InversionNet's 1x1 bottleneck raise). Kept when the training
             set is smaller than one batch.
@@ -92,6 +97,7 @@ class FwiDataModule(LightningDataModule):
         on_bad: str = "error",
         seismic_limits: str = "estimate",
         stats_samples_per_file: int | None = 64,
+        time_decimation: int = 1,
         drop_last: bool = True,
         test_dir: str | None = None,
         generate_family: str = "FlatVel-A",
@@ -105,6 +111,10 @@ class FwiDataModule(LightningDataModule):
         _check_choice("mirror_middle", mirror_middle, MIRROR_MIDDLE_MODES)
         _check_choice("on_bad", on_bad, ("error", "skip"))
         _check_choice("seismic_limits", seismic_limits, SEISMIC_LIMIT_MODES)
+        if time_decimation < 1:
+            raise ValueError(
+                f"FwiDataModule.time_decimation: expected an integer >= 1, got {time_decimation}"
+            )
         if split == "leave_family_out" and not holdout_family:
             raise ValueError(
                 "FwiDataModule.holdout_family: split leave_family_out needs a family, e.g. CurveFault-A"
@@ -120,6 +130,7 @@ class FwiDataModule(LightningDataModule):
         self.seismic_low: np.ndarray | None = None
         self.seismic_high: np.ndarray | None = None
         self.float16_inputs = False
+        self.time_decimation = time_decimation
 
     def prepare_data(self) -> None:
         if self.hparams.generate_samples > 0:

@@ -29,6 +29,7 @@ from fwi.data.normalization import SEISMIC_LIMIT_MODES, openfwi_seismic_limits, 
 from fwi.data.splits import SPLIT_MODES, make_split
 
 log = logging.getLogger(__name__)
+BATCH_RING = 4  # shared-memory batches each worker reuses: prefetch_factor (2) + 2, see SharedBatchRing
 
 
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
@@ -174,8 +175,10 @@ class FwiDataModule(LightningDataModule):
         self.float16_inputs = all(p.seismic_dtype == "float16" for p in self.splits["train"])
 
     def _dataset(self, split: str, train: bool) -> ShotGatherDataset:
+        # Workers reuse shared-memory batches (DataLoader's default prefetch_factor 2, + 2).
         return ShotGatherDataset(
             self.splits[split],
+            batch_ring=BATCH_RING,
             max_samples=self.max_samples if train else self.max_val_samples,
             mirror_probability=self.hparams.mirror_probability if train else 0.0,
             mirror_middle=self.hparams.mirror_middle,

@@ -306,3 +306,21 @@ def test_openfwi_limits_and_drop_last(openfwi_root: Path) -> None:
     assert sum(batch["seismic"].shape[0] for batch in keep.train_dataloader()) == len(
         keep._dataset("train", train=True)
     )
+
+
+def test_worker_reuses_shared_batches_without_corrupting_them(openfwi_root: Path) -> None:
+    """A one-worker loader with the ring: every batch, checked as a training step would use it."""
+    from torch.utils.data import DataLoader
+
+    pairs = discover_pairs(openfwi_root)
+    plain = ShotGatherDataset(pairs)
+    loader = DataLoader(
+        BatchedReads(ShotGatherDataset(pairs, batch_ring=4)),
+        batch_size=2,
+        num_workers=1,
+        collate_fn=collate_skipping_bad,
+    )
+    for index, batch in enumerate(loader):
+        expected = torch.stack([plain[2 * index + j]["seismic"] for j in range(2)])
+        assert torch.equal(batch["seismic"], expected), index
+    assert index == 9

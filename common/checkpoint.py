@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -29,21 +30,38 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); it was probably cut off while saving")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (no complete zip archive, no pickle stream); "
+            "the file is truncated or corrupted, or another kind of file"
+        )
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's own message advises loading with weights_only=False or allow-listing globals: never
+        # relay that for a file a user hands us; name what was refused instead.
+        found = re.search(r"GLOBAL ([\w.]+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
-            f"{path}: refused to load: it holds Python objects other than tensors and plain containers "
-            f"({error}). Only weights_only checkpoints are read."
-        ) from error
+            f"{path}: refused to load: it holds Python objects{what} besides tensors and plain "
+            "containers, which could run code; only weights-only checkpoints are read"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
         raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error}); "
+            f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}); "
             "the file is truncated or corrupted"
         ) from error
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(checkpoint).__name__}")
     return checkpoint
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A zip archive (torch.save since 1.6) or a pickle stream (protocol 2+ starts with 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as handle:
+        return handle.read(1) == b"\x80"
 
 
 def write_atomically(data: bytes, path: str | Path) -> None:

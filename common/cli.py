@@ -14,14 +14,17 @@ a rich progress bar, checkpoint IO that writes atomically and reads with `weight
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
-from common.errors import CheckpointError, ExportError
+from common.errors import MissingInputError, UserInputError
 
 COMMAND_GROUP = "mtl.commands"
+DEBUG_VARIABLE = "MTL_DEBUG"  # set to 1 to see the traceback behind an `mtl: error:` line
 
 
 def __getattr__(name: str) -> Any:
@@ -77,16 +80,59 @@ def _prog_parser(prog: str) -> type:
 
 
 def main(args: Sequence[str] | None = None) -> None:
+    """`mtl`: a user's bad input ends in one line, `mtl: error: <file or field>: ...`, and exit status 1.
+
+    Every domain's data and format errors derive from `UserInputError`; the traceback, which for a bad
+    input only hides that line, is shown with MTL_DEBUG=1.
+    """
     try:
         _dispatch(args)
-    except (CheckpointError, ExportError) as error:
-        # Errors about a user's file: the message names it; a traceback would only hide that.
+    except UserInputError as error:
+        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
         print(f"mtl: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
+def check_config_files(argv: Sequence[str]) -> None:
+    """Parse every `--config FILE` as YAML first, so a syntax error names the file and the line.
+
+    (jsonargparse reports it against "<unicode string>", naming no file.)
+    """
+    import yaml
+
+    for path in config_files(argv):
+        file = Path(path)
+        if not file.is_file():
+            raise MissingInputError(f"{path}: config file not found")
+        try:
+            yaml.safe_load(file.read_text())
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error)
+            raise UserInputError(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def config_files(argv: Sequence[str]) -> list[str]:
+    """The values of `--config FILE` and `--config=FILE` in a command line (a value may be inline YAML)."""
+    found: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--config":
+            value = next(tokens, None)
+        elif token.startswith("--config="):
+            value = token.split("=", 1)[1]
+        else:
+            continue
+        if value and not value.lstrip().startswith(("{", "[")) and "\n" not in value:
+            found.append(value)
+    return found
+
+
 def _dispatch(args: Sequence[str] | None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
+    check_config_files(argv)
     groups = domain_command_groups()
     if argv and argv[0] == "export":
         from common.export import export_checkpoint

@@ -331,7 +331,9 @@ def export_checkpoint(
         bf16: also write bfloat16 weights.
         onnx: also write model.onnx, checked with onnxruntime.
     """
-    checkpoint = Path(checkpoint)
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.exists() and not out.is_dir():  # refuse before the (slow) model load, and never replace a file
+        raise ExportError(f"{out}: --out must be a directory for the bundle, but a file of that name exists")
     state = read_checkpoint(checkpoint)
     if run_config is None:
         candidate = checkpoint.resolve().parent.parent / "config.yaml"

@@ -21,6 +21,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from common.callbacks import CheckpointExport, MemoryProbe, RunCheckpoint
 from common.checkpoint import SafeCheckpointIO, read_checkpoint
+from common.errors import user_error_behind
 from common.platform import platform_defaults
 
 LAST_CHECKPOINT = "last"
@@ -136,6 +137,17 @@ class MtlCLI(LightningCLI):
             "mtl: the command line's model arguments override the checkpoint's hyperparameters: "
             + " ".join(model_arguments)
         )
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as error:
+            # A model or datamodule refusing its arguments: the user's one-line error, not jsonargparse's
+            # "Does not validate against any of the Union subtypes" around it.
+            cause = user_error_behind(error)
+            if cause is None:
+                raise
+            raise cause from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         config = self.config.get(str(self.subcommand), self.config)

@@ -13,14 +13,12 @@ per-class report (text) and the confusion matrix (image) in TensorBoard after ea
 from __future__ import annotations
 
 import json
-import math
-from functools import partial
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from torchmetrics import ConfusionMatrix, MetricCollection
@@ -31,25 +29,11 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from common.errors import UserInputError
+from common.task import BaseTask
 from landcover.data.formats import DEFAULT_BANDS, DEFAULT_CLASSES
 from landcover.models import build_classifier
 from landcover.models.losses import class_weights, focal_loss
-
-
-def lr_factor(step: int, kind: str, total: int, warmup_fraction: float = 0.3) -> float:
-    """Multiplier of the base LR at optimizer step `step` of `total`; stays at its end value afterwards.
-
-    "cosine": from 1 down to 0. "onecycle": cosine warm-up from 1/25 to 1 over the first 30 % of the
-    steps, then cosine annealing to about 0 (OneCycleLR's shape, without its error when a run, e.g.
-    StagedScaling's trials or a longer resumed run, steps past `total`).
-    """
-    progress = min(step, total) / total
-    if kind == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    if progress < warmup_fraction:
-        start = 1 / 25
-        return start + (1 - start) * 0.5 * (1 - math.cos(math.pi * progress / warmup_fraction))
-    return 0.5 * (1 + math.cos(math.pi * (progress - warmup_fraction) / (1 - warmup_fraction)))
 
 
 def per_class_report(confusion: Tensor, class_names: list[str]) -> list[dict[str, Any]]:
@@ -109,12 +93,12 @@ def confusion_figure(confusion: Tensor, class_names: list[str], title: str):
     return figure
 
 
-class LandCoverTask(LightningModule):
+class LandCoverTask(BaseTask):
     """Patch classifier: baseline CNN or a timm backbone, CE/focal loss, AdamW/SGD and LR schedules.
 
     Args:
-        class_names: class names in label order (the data must have the same).
-        bands: band names in channel order (the data must have the same).
+        class_names: class names in label order (the data must have the same; link them in the recipe).
+        bands: band names in channel order (the data must have the same; link them in the recipe).
         model: "baseline_cnn" or a timm model name (resnet18, resnet34, efficientnet_b0, ...).
         width: baseline CNN: channels of the first block (doubling per block, up to 8x).
         depth: baseline CNN: number of conv blocks (4-5 in the lab).
@@ -125,14 +109,18 @@ class LandCoverTask(LightningModule):
         label_smoothing: label smoothing of the loss (0.1 is common).
         focal_gamma: focusing parameter of the focal loss.
         class_weighting: loss weights from the training class counts: "none", "balanced" or "sqrt".
-        optimizer: "adamw" or "sgd" (momentum 0.9, Nesterov).
+        optimizer: "adamw", "adam" or "sgd" (momentum 0.9, Nesterov); see `common.task`.
         lr: learning rate (the peak for one-cycle).
         weight_decay: decoupled weight decay (AdamW) or L2 (SGD).
-        scheduler: "none", "cosine" (per step to 0), "onecycle" (per step, see `lr_factor`) or "plateau" (halve the
-            LR when val/macro_f1 stops improving for `plateau_patience` epochs).
+        scheduler: "none", "cosine", "linear", "onecycle" (per step, see `common.task.lr_factor`) or
+            "plateau" (halve the LR when val/macro_f1 stops improving for `plateau_patience` epochs).
+        warmup_steps: linear warm-up steps before the schedule (onecycle: its warm-up, default 30 %).
         plateau_patience: epochs without improvement before the plateau scheduler lowers the LR.
         example_size: height/width of `example_input_array` (model summary, ONNX export).
     """
+
+    monitor = "val/macro_f1"
+    monitor_mode = "max"
 
     def __init__(
         self,
@@ -147,39 +135,44 @@ class LandCoverTask(LightningModule):
         label_smoothing: float = 0.0,
         focal_gamma: float = 2.0,
         class_weighting: Literal["none", "balanced", "sqrt"] = "none",
-        optimizer: Literal["adamw", "sgd"] = "adamw",
+        optimizer: Literal["adamw", "adam", "sgd"] = "adamw",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
-        scheduler: Literal["none", "cosine", "onecycle", "plateau"] = "none",
+        scheduler: Literal["none", "cosine", "linear", "onecycle", "plateau"] = "none",
+        warmup_steps: int = 0,
         plateau_patience: int = 3,
         example_size: int = 64,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.class_names = list(class_names or DEFAULT_CLASSES)
-        self.bands = list(bands or DEFAULT_BANDS)
+
+    # -- hooks ----------------------------------------------------------------------------------------
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.class_names = list(hp.class_names or DEFAULT_CLASSES)
+        self.bands = list(hp.bands or DEFAULT_BANDS)
         channels, classes = len(self.bands), len(self.class_names)
-        self.model = build_classifier(model, channels, classes, width, depth, dropout, weights)
+        self.model = build_classifier(hp.model, channels, classes, hp.width, hp.depth, hp.dropout, hp.weights)
+        # Statistics of the training split (see `receive_statistics`), saved in every checkpoint.
         self.register_buffer("band_mean", torch.zeros(channels))
         self.register_buffer("band_std", torch.ones(channels))
         self.register_buffer("class_weight", torch.ones(classes))
         self.register_buffer("train_class_counts", torch.zeros(classes, dtype=torch.long))
-        self.example_input_array = torch.zeros(1, channels, example_size, example_size)
-        metrics = MetricCollection(
+        self.example_input_array = torch.zeros(1, channels, hp.example_size, hp.example_size)
+
+    def configure_metrics(self) -> MetricCollection:
+        classes = len(self.class_names)
+        self.confusion = torch.nn.ModuleDict(
+            {
+                f"{stage}_confusion": ConfusionMatrix(task="multiclass", num_classes=classes)
+                for stage in ("val", "test")
+            }
+        )
+        return MetricCollection(
             {
                 "acc": MulticlassAccuracy(classes, average="micro"),
                 "macro_f1": MulticlassF1Score(classes, average="macro"),
                 "precision": MulticlassPrecision(classes, average="macro"),
                 "recall": MulticlassRecall(classes, average="macro"),
-            }
-        )
-        self.metrics = torch.nn.ModuleDict(
-            {f"{stage}_metrics": metrics.clone(prefix=f"{stage}/") for stage in ("train", "val", "test")}
-        )
-        self.confusion = torch.nn.ModuleDict(
-            {
-                f"{stage}_confusion": ConfusionMatrix(task="multiclass", num_classes=classes)
-                for stage in ("val", "test")
             }
         )
 
@@ -193,39 +186,19 @@ class LandCoverTask(LightningModule):
         return self.model(self.normalise(image))
 
     # -- statistics from the data -------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "band_mean"):
-            return
-        for what, ours, theirs in (
-            ("bands", self.bands, datamodule.bands),
-            ("class_names", self.class_names, datamodule.class_names),
-        ):
-            if list(theirs) != ours:
-                raise ValueError(
-                    f"model.init_args.{what} is {ours} but the data at {datamodule.root} has {list(theirs)}; "
-                    f"make model.init_args.{what} and data.init_args.{what} (or its dataset.json) agree"
+    def receive_statistics(self, statistics: Mapping[str, Any]) -> None:
+        """The training split's band statistics and class counts; the data's bands and class names must
+        be the model's (the recipes link them), else every logit would mean something else."""
+        statistics = dict(statistics)
+        for what, ours in (("bands", self.bands), ("class_names", self.class_names)):
+            theirs = list(statistics.pop(what, ours))
+            if theirs != ours:
+                raise UserInputError(
+                    f"model.init_args.{what}: {ours}, but the data has {theirs}; make model.init_args.{what} "
+                    f"and data.init_args.{what} (or the dataset's dataset.json) agree"
                 )
-        self.band_mean.copy_(torch.as_tensor(datamodule.band_mean))
-        self.band_std.copy_(torch.as_tensor(datamodule.band_std))
-        self.train_class_counts.copy_(torch.as_tensor(datamodule.class_counts))
+        super().receive_statistics(statistics)
         self.class_weight.copy_(class_weights(self.train_class_counts, self.hparams.class_weighting))
-        self._log_data_summary(datamodule)
-
-    def _log_data_summary(self, datamodule: Any) -> None:
-        experiment = getattr(self.logger, "experiment", None)
-        if not hasattr(experiment, "add_text"):
-            return
-        lines = [
-            "| split | samples | no-data patches | no-data pixels | class counts |",
-            "|---|---|---|---|---|",
-        ]
-        for split, report in datamodule.report.items():
-            lines.append(
-                f"| {split} | {report['samples']} | {report['nodata_patches']} | {report['nodata_pixels']} | "
-                f"{dict(zip(self.class_names, report['class_counts'].tolist(), strict=True))} |"
-            )
-        experiment.add_text("data/summary", "\n".join(lines), self.global_step)
 
     # -- steps --------------------------------------------------------------------------------------
     def compute_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -239,8 +212,7 @@ class LandCoverTask(LightningModule):
         target = batch["label"]
         loss = self.compute_loss(logits, target)
         batch_size = target.shape[0]
-        self.metrics[f"{stage}_metrics"].update(logits, target)
-        self.log_dict(self.metrics[f"{stage}_metrics"], on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log_stage_metrics(stage, logits, target, batch_size=batch_size)
         if stage == "train":
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=batch_size)
             self.log("train/loss_epoch", loss, on_step=False, on_epoch=True, batch_size=batch_size)
@@ -283,9 +255,10 @@ class LandCoverTask(LightningModule):
     def on_test_epoch_end(self) -> None:
         """Besides TensorBoard: test_report.json, test_confusion_matrix.png and the table on the console."""
         rows, confusion = self._report("test")
-        if not (self.trainer.is_global_zero and self.trainer.log_dir):
+        log_dir = self.trainer.log_dir  # on every process: under DDP it is a collective call
+        if not (self.trainer.is_global_zero and log_dir):
             return
-        out = Path(self.trainer.log_dir)
+        out = Path(log_dir)
         report = {
             "classes": rows,
             "confusion_matrix": confusion.tolist(),
@@ -301,27 +274,3 @@ class LandCoverTask(LightningModule):
 
         plt.close(figure)
         rank_zero_info(f"landcover test report ({out}):\n{report_markdown(rows)}")
-
-    # -- optimisation -------------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        if hp.optimizer == "sgd":
-            optimizer = torch.optim.SGD(
-                self.parameters(), lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay
-            )
-        else:
-            optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
-            return optimizer
-        if hp.scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-                optimizer, mode="max", factor=0.5, patience=hp.plateau_patience
-            )
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/macro_f1", "interval": "epoch"},
-            }
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        schedule = partial(lr_factor, kind=hp.scheduler, total=total)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

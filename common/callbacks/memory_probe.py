@@ -111,17 +111,19 @@ class MemoryProbe(Callback):
             per_sample = reading.cuda_allocated_peak / samples
         else:
             per_sample = max(reading.tree_rss - self._baseline.tree_rss, 0) / samples
-        return {
+        metrics = {
             "memory/process_rss_gib": reading.process_rss / GIB,
             "memory/workers_rss_gib": reading.workers_rss / GIB,
             "memory/tree_rss_gib": reading.tree_rss / GIB,
             "memory/system_used_gib": reading.system_used / GIB,
             "memory/system_fraction": reading.system_fraction,
-            "memory/cuda_allocated_peak_gib": reading.cuda_allocated_peak / GIB,
-            "memory/cuda_reserved_peak_gib": reading.cuda_reserved_peak / GIB,
             "memory/per_sample_mib": per_sample / 1024**2,
             "memory/used_fraction": used_fraction,
         }
+        if reading.cuda_total:  # a CPU run gets no CUDA cards that would only ever read zero
+            metrics["memory/cuda_allocated_peak_gib"] = reading.cuda_allocated_peak / GIB
+            metrics["memory/cuda_reserved_peak_gib"] = reading.cuda_reserved_peak / GIB
+        return metrics
 
     def _update_summary(self, metrics: dict[str, float]) -> None:
         self.summary["steps_measured"] += 1

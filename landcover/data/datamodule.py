@@ -9,17 +9,19 @@ are built, so StagedScaling can change them between stages.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
-from common.resumable_loader import EpochRandomSampler, EpochWeightedRandomSampler, ResumableLoader
+from common.data import BaseDataModule
+from common.errors import MissingInputError
+from common.resumable_loader import EpochWeightedRandomSampler
 from landcover.data.datasets import (
     PatchDataset,
     PatchSource,
@@ -56,6 +58,8 @@ def recorded_bands(found: Iterable[tuple[str, Path | list[Path]]]) -> list[str] 
     """The `bands` field of the first archive or patch file, when the files record one."""
     for kind, where in found:
         path = where if kind == "archive" else where[0]
+        if not zipfile.is_zipfile(path):
+            return None  # the loader reports what is wrong with the file
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return [str(band) for band in npz["bands"].tolist()] if "bands" in npz.files else None
@@ -64,7 +68,7 @@ def recorded_bands(found: Iterable[tuple[str, Path | list[Path]]]) -> list[str] 
     return None
 
 
-class LandCoverDataModule(LightningDataModule):
+class LandCoverDataModule(BaseDataModule):
     """Train/val/test splits of NPZ patches, with statistics from the training split.
 
     Args:
@@ -82,6 +86,7 @@ class LandCoverDataModule(LightningDataModule):
         batch_size: patches per batch.
         num_workers: DataLoader worker processes.
         max_samples: use only this many training patches (a fixed random subset); None: all.
+        max_val_samples: evaluate on only the first this many validation/test patches; None: all.
         crop_size: train on random crops and evaluate on centre crops of this many pixels (e.g. 64 of
             the 224 px patches for fast first experiments); None: whole patches.
         sampler: "shuffle", or "weighted" to draw rare classes as often as common ones.
@@ -108,6 +113,7 @@ class LandCoverDataModule(LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         max_samples: int | None = None,
+        max_val_samples: int | None = None,
         crop_size: int | None = None,
         sampler: Literal["shuffle", "weighted"] = "shuffle",
         synthetic_samples: int = 0,
@@ -117,7 +123,7 @@ class LandCoverDataModule(LightningDataModule):
         seed: int = 0,
         stats_cache: str | None = ".cache/mtl/landcover/stats",
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, max_samples, max_val_samples, synthetic_samples, seed)
         self.root = Path(root)
         self.requested_bands = bands
         self.requested_classes = class_names
@@ -125,25 +131,18 @@ class LandCoverDataModule(LightningDataModule):
         self.requested_dn_offset = dn_offset
         self.nodata = nodata
         self.augment = augment
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.max_samples = max_samples
         self.crop_size = crop_size
         self.sampler = sampler
-        self.synthetic_samples = synthetic_samples
         self.synthetic_size = synthetic_size
         self.synthetic_layout = synthetic_layout
         self.synthetic_units = synthetic_units
-        self.seed = seed
         self.stats_cache = stats_cache
         self.datasets: dict[str, PatchDataset] = {}
         self.report: dict[str, dict] = {}
 
     # -- data on disk -------------------------------------------------------------------------------
-    def prepare_data(self) -> None:
+    def prepare_synthetic_data(self) -> None:
         """Write the synthetic dataset into an empty root; refuse one made with other settings."""
-        if self.synthetic_samples <= 0:
-            return
         wanted = synthetic_settings(
             self.synthetic_samples,
             self.synthetic_size,
@@ -166,8 +165,8 @@ class LandCoverDataModule(LightningDataModule):
         if self.datasets:
             return
         if not self.root.is_dir():
-            raise FileNotFoundError(
-                f"{self.root}: dataset root not found; write one with `mtl landcover synth --out {self.root}` "
+            raise MissingInputError(
+                f"{self.root}: dataset root not found; write one with `mtl landcover generate --out {self.root}` "
                 "or set data.synthetic_samples"
             )
         metadata = DatasetMetadata.read(self.root)
@@ -206,6 +205,20 @@ class LandCoverDataModule(LightningDataModule):
         cache = Path(self.stats_cache) if self.stats_cache else None
         for split, dataset in self.datasets.items():
             self.report[split] = cached_scan(dataset, len(self.class_names), cache)
+        for split, report in self.report.items():
+            empty = report["empty_indices"]
+            if len(empty):
+                dataset = self.datasets[split]
+                dataset.indices = [i for i in dataset.indices if i not in set(empty.tolist())]
+                first = (
+                    dataset.source.files[empty[0]]
+                    if dataset.source.files
+                    else f"{dataset.source.archive}[{empty[0]}]"
+                )
+                rank_zero_warn(
+                    f"landcover: left {len(empty)} {split} patch(es) out that have no valid pixel in any band "
+                    f"(all no-data), first {first}; their labels say nothing about their pixels"
+                )
         train = self.report.get("train")
         if train is not None:
             self.band_mean, self.band_std = train["band_mean"], train["band_std"]
@@ -220,27 +233,39 @@ class LandCoverDataModule(LightningDataModule):
         }
         rank_zero_info(f"landcover: {self.root} bands {self.bands}, units {conversion.units}: {summary}")
 
+    # -- what the task receives --------------------------------------------------------------------------
+    def fitted_statistics(self) -> dict[str, object]:
+        """Band mean/std (on reflectance, no-data excluded) and class counts of the training split, and the
+        bands and class names they belong to (the task checks those against its own)."""
+        if "train" not in self.report:
+            return {}
+        return {
+            "band_mean": self.band_mean,
+            "band_std": self.band_std,
+            "train_class_counts": self.class_counts,
+            "bands": self.bands,
+            "class_names": self.class_names,
+        }
+
+    def data_summary(self) -> str | None:
+        lines = [
+            "| split | samples | no-data patches | no-data pixels | left out (no valid pixel) | class counts |",
+            "|---|---|---|---|---|---|",
+        ]
+        for split, report in self.report.items():
+            counts = dict(zip(self.class_names, report["class_counts"].tolist(), strict=True))
+            lines.append(
+                f"| {split} | {report['samples']} | {report['nodata_patches']} | {report['nodata_pixels']} | "
+                f"{len(report['empty_indices'])} | {counts} |"
+            )
+        return "\n".join(lines) if self.report else None
+
     # -- loaders ------------------------------------------------------------------------------------
     def _train_indices(self) -> np.ndarray:
-        n = len(self.datasets["train"].source)
-        if self.max_samples is None or self.max_samples >= n:
-            return np.arange(n)
-        return np.sort(np.random.default_rng(self.seed).permutation(n)[: self.max_samples])
-
-    def _loader(self, dataset: PatchDataset, shuffle: bool = False, sampler=None) -> DataLoader:
-        strategy = getattr(self.trainer, "strategy", None)
-        on_gpu = strategy is not None and strategy.root_device.type == "cuda"
-        if shuffle and sampler is None:
-            sampler = EpochRandomSampler(dataset)
-        return ResumableLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,  # no worker start-up at every epoch
-            pin_memory=on_gpu,
-            drop_last=False,
-        )
+        usable = np.asarray(self.datasets["train"].indices)
+        if self.max_samples is None or self.max_samples >= len(usable):
+            return usable
+        return np.sort(usable[np.random.default_rng(self.seed).permutation(len(usable))[: self.max_samples]])
 
     def train_dataloader(self) -> DataLoader:
         base = self.datasets["train"]
@@ -256,22 +281,28 @@ class LandCoverDataModule(LightningDataModule):
             sampler = EpochWeightedRandomSampler(
                 torch.as_tensor(weights, dtype=torch.double), num_samples=len(indices)
             )
-        return self._loader(dataset, shuffle=True, sampler=sampler)
+        return self.make_loader(dataset, "train", sampler=sampler)
 
     def _evaluation(self, split: str) -> PatchDataset:
         """A split as evaluated: no augmentation, centre crops of `crop_size` when set."""
         base = self.datasets[split]
+        indices = base.indices[: self.max_val_samples] if self.max_val_samples is not None else base.indices
         return PatchDataset(
-            base.source, base.bands, base.class_names, base.conversion, crop_size=self.crop_size
+            base.source,
+            base.bands,
+            base.class_names,
+            base.conversion,
+            indices=indices,
+            crop_size=self.crop_size,
         )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self._evaluation("val"))
+        return self.make_loader(self._evaluation("val"), "val")
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.datasets:
             raise PatchFormatError(f"{self.root}: no 'test' split (test.npz, test/ or splits/test.txt)")
-        return self._loader(self._evaluation("test"))
+        return self.make_loader(self._evaluation("test"), "test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self._evaluation("test" if "test" in self.datasets else "val"))
+        return self.make_loader(self._evaluation("test" if "test" in self.datasets else "val"), "predict")

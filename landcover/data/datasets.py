@@ -163,14 +163,18 @@ def scan(dataset: PatchDataset, num_classes: int) -> dict:
     counts = np.zeros(num_classes, dtype=np.int64)
     labels = np.zeros(len(dataset), dtype=np.int64)
     nodata_pixels = nodata_patches = 0
+    empty: list[int] = []
     for index in range(len(dataset)):
         image, label, _ = dataset.raw(index)
         labels[index] = label
-        counts[label] += 1
         missing = np.isnan(image)
         if missing.any():
             nodata_patches += 1
             nodata_pixels += int(missing.any(axis=0).sum())
+            if missing.all():  # nothing to learn the label from: left out (see the datamodule)
+                empty.append(dataset.indices[index])
+                continue
+        counts[label] += 1
         values = np.where(missing, 0.0, image).astype(np.float64)
         total += values.sum(axis=(1, 2))
         total_sq += (values**2).sum(axis=(1, 2))
@@ -183,6 +187,7 @@ def scan(dataset: PatchDataset, num_classes: int) -> dict:
         "labels": labels,
         "nodata_patches": nodata_patches,
         "nodata_pixels": nodata_pixels,
+        "empty_indices": np.asarray(empty, dtype=np.int64),
         "band_mean": mean.astype(np.float32),
         "band_std": np.maximum(std, 1e-6).astype(np.float32),
     }
@@ -196,6 +201,7 @@ def scan_fingerprint(dataset: PatchDataset) -> str:
         stat = Path(path).stat()
         digest.update(f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     settings = {
+        "scan": 2,  # what a scan reports (2: also the all-no-data patches)
         "bands": dataset.bands,
         "classes": dataset.class_names,
         "indices": [dataset.indices[0], dataset.indices[-1], len(dataset.indices)] if dataset.indices else [],

@@ -21,11 +21,15 @@ baseline 04.00 (January 2022) and later, 0 before. DN 0 and NaN are no-data.
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from common.errors import UserInputError
 
 DEFAULT_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 DEFAULT_CLASSES = (
@@ -46,7 +50,7 @@ NODATA_DN = 0
 UNITS = ("reflectance", "dn")
 
 
-class PatchFormatError(ValueError):
+class PatchFormatError(UserInputError):
     """A patch file that is not what the loader expects; the message names the file and the field."""
 
 
@@ -144,13 +148,23 @@ def check_bands(recorded: np.ndarray | None, source: str, bands: Sequence[str]) 
 
 
 def _open(path: Path, required: Sequence[str]) -> dict[str, np.ndarray]:
+    if not Path(path).is_file():
+        raise PatchFormatError(f"{path}: patch file not found")
+    # An .npz is a zip archive: a cut-off download has no zip directory and np.load would fall through to
+    # its other formats and call the bytes "pickled data".
+    if not zipfile.is_zipfile(path):
+        raise PatchFormatError(
+            f"{path}: not a complete .npz archive (no zip directory): the file is truncated or of another kind"
+        )
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except ValueError as error:  # object arrays would need pickle: refused
-        raise PatchFormatError(f"{path}: cannot be read without pickle ({error})") from error
-    except (OSError, EOFError) as error:
-        raise PatchFormatError(f"{path}: not a readable .npz file ({error})") from error
+    except ValueError as error:  # an object array inside would need pickle: refused
+        raise PatchFormatError(
+            f"{path}: holds an object array, which only pickle could read; save plain numeric/string arrays"
+        ) from error
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise PatchFormatError(f"{path}: a damaged .npz archive ({type(error).__name__}: {error})") from error
     missing = [key for key in required if key not in arrays]
     if missing:
         raise PatchFormatError(f"{path}: missing field(s) {missing}; the file has {sorted(arrays)}")

@@ -7,6 +7,11 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from common.data import BaseDataModule
+from common.task import BaseTask
 
 
 class AdamBoringModel(BoringModel):
@@ -105,3 +110,83 @@ class IndexRecordingModel(BoringModel):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+class MeanDataset(Dataset):
+    """Vectors (32,) around `offset`, labels from the sign of their first entry."""
+
+    def __init__(self, samples: int, offset: float, seed: int) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(samples, 32, generator=generator) + offset
+        self.y = (self.x[:, 0] > offset).long()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[index], "y": self.y[index]}
+
+
+class TinyBaseDataModule(BaseDataModule):
+    """A BaseDataModule that fits one statistic (the training mean) and hands it to the task."""
+
+    def __init__(self, offset: float = 3.0, batch_size: int = 4, max_samples: int | None = None) -> None:
+        super().__init__(batch_size=batch_size, max_samples=max_samples)
+        self.offset = offset
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = MeanDataset(self.max_samples or 18, self.offset, seed=0)
+        self.val_set = MeanDataset(8, self.offset, seed=1)
+
+    def fitted_statistics(self) -> dict:
+        return {"feature_mean": self.train_set.x.mean(0)}
+
+    def data_summary(self) -> str:
+        return f"| split | samples |\n|---|---|\n| train | {len(self.train_set)} |"
+
+    def train_dataloader(self) -> DataLoader:
+        return self.make_loader(self.train_set, "train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self.make_loader(self.val_set, "val")
+
+
+class TinyBaseTask(BaseTask):
+    """A BaseTask that fills the three hooks: a linear classifier over mean-centred vectors."""
+
+    def __init__(
+        self,
+        hidden: int = 8,
+        optimizer: str = "adamw",
+        lr: float = 0.01,
+        scheduler: str = "none",
+        warmup_steps: int = 0,
+    ) -> None:
+        super().__init__()
+
+    def configure_models(self) -> None:
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(32, self.hparams.hidden), torch.nn.ReLU(), torch.nn.Linear(self.hparams.hidden, 2)
+        )
+        self.register_buffer("feature_mean", torch.zeros(32))
+
+    def configure_losses(self) -> None:
+        self.criterion = torch.nn.CrossEntropyLoss()
+
+    def configure_metrics(self) -> MetricCollection:
+        return MetricCollection({"acc": MulticlassAccuracy(2, average="micro")})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x - self.feature_mean)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["x"])
+        loss = self.criterion(logits, batch["y"])
+        self.log("train/loss", loss, batch_size=len(logits))
+        self.log_stage_metrics("train", logits, batch["y"], batch_size=len(logits))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["x"])
+        self.log("val/loss", self.criterion(logits, batch["y"]), batch_size=len(logits))
+        self.log_stage_metrics(self.stage, logits, batch["y"], batch_size=len(logits))

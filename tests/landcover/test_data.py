@@ -168,7 +168,7 @@ def write_npz(path: Path, **arrays) -> Path:
         ),
         (
             {"image": np.zeros((6, 8, 8), np.float32), "label": np.array([1, None])},
-            "cannot be read without pickle",
+            "holds an object array, which only pickle could read",
         ),
     ],
 )
@@ -189,7 +189,7 @@ def test_integer_pixels_need_dn_units_and_missing_splits_are_explained(tmp_path:
         LandCoverDataModule(root=str(tmp_path)).setup("test")
     with pytest.raises(PatchFormatError, match=r"needs 'train' and 'val' splits.*found \['train'\]"):
         ready(tmp_path, units="dn")
-    with pytest.raises(FileNotFoundError, match="mtl landcover synth"):
+    with pytest.raises(FileNotFoundError, match="mtl landcover generate"):
         ready(tmp_path / "nowhere")
 
 
@@ -293,3 +293,31 @@ def test_statistics_are_cached_until_a_file_changes(tmp_path: Path) -> None:
     os.utime(patch, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))  # touched: scanned again
     assert np.all(ready(tmp_path, stats_cache=cache).band_mean > first + 0.2)
     assert np.all(ready(tmp_path, stats_cache=None).band_mean > first + 0.2)
+
+
+def test_a_truncated_patch_is_named_and_never_called_pickled_data(tmp_path: Path) -> None:
+    for name in ("train", "val"):
+        (tmp_path / name).mkdir()
+        write_npz(tmp_path / name / "good.npz", image=np.ones((6, 8, 8), np.float32), label=np.int64(0))
+    whole = write_npz(tmp_path / "train" / "cut.npz", image=np.ones((6, 8, 8), np.float32), label=np.int64(1))
+    whole.write_bytes(whole.read_bytes()[:200])  # a download cut off
+    with pytest.raises(PatchFormatError, match=r"cut\.npz: not a complete \.npz archive") as error:
+        ready(tmp_path)
+    assert "pickle" not in str(error.value)
+
+
+def test_patches_without_any_valid_pixel_are_left_out_and_named(tmp_path: Path) -> None:
+    for name in ("train", "val"):
+        (tmp_path / name).mkdir()
+        for index in range(3):
+            image = np.full((6, 8, 8), 0.1 * (index + 1), np.float32)
+            write_npz(tmp_path / name / f"p{index}.npz", image=image, label=np.int64(index % 2))
+    write_npz(
+        tmp_path / "train" / "void.npz", image=np.full((6, 8, 8), np.nan, np.float32), label=np.int64(1)
+    )
+    with pytest.warns(UserWarning, match=r"left 1 train patch\(es\) out .*void\.npz"):
+        datamodule = ready(tmp_path, stats_cache=None)
+    assert datamodule.report["train"]["class_counts"].tolist()[:2] == [2, 1]  # void.npz's label not counted
+    images = torch.cat([batch["image"] for batch in datamodule.train_dataloader()])
+    assert len(images) == 3 and not torch.isnan(images).all(dim=(1, 2, 3)).any()
+    assert "| train | 4 | 1 | 64 | 1 |" in datamodule.data_summary()

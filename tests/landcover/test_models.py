@@ -90,7 +90,7 @@ def test_onnx_export_keeps_normalisation_and_nodata_filling(tmp_path: Path) -> N
 
 
 def test_lr_schedules_have_their_shape_and_hold_after_the_end() -> None:
-    from landcover.task import lr_factor
+    from common.task import lr_factor
 
     onecycle = [lr_factor(step, "onecycle", total=100) for step in range(0, 131)]
     assert onecycle[0] == pytest.approx(1 / 25) and max(onecycle) == pytest.approx(onecycle[30]) == 1

@@ -4,6 +4,8 @@ early stopping, gradient accumulation, mixed precision, the weighted sampler, Te
 
 from __future__ import annotations
 
+import re
+
 import json
 from pathlib import Path
 
@@ -98,12 +100,18 @@ def test_staged_scaling_climbs_the_datamodule_knobs(tmp_path: Path, monkeypatch:
     assert summary["chosen"]["max_samples"] == 48 and summary["chosen"]["batch_size"] in (4, 8)
 
 
-def test_model_and_data_must_agree_on_bands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_and_data_must_agree_on_bands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(
-        ValueError, match=r"model.init_args.bands is \['B04', 'B08'\] but the data at .* has \['B02'"
-    ):
+    with pytest.raises(SystemExit) as exit_info:
         main(["fit", *TINY, "--trainer.max_steps", "1", "--model.init_args.bands", '["B04", "B08"]'])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert re.search(
+        r"^mtl: error: model.init_args.bands: \['B04', 'B08'\], but the data has \['B02'", error, re.M
+    )
+    assert "Traceback" not in error
 
 
 def test_lr_find_plots_and_suggests_where_the_loss_falls_fastest(

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from scipy.signal import firwin
 
+from common.errors import UserInputError
 from fwi.data.families import TIME_STEP_S
 
 
@@ -32,7 +33,7 @@ def decimate_time(seismic: torch.Tensor, k: int) -> torch.Tensor:
     if k == 1:
         return seismic
     if k < 1:
-        raise ValueError(f"time_decimation must be >= 1, got {k}")
+        raise UserInputError(f"time_decimation must be >= 1, got {k}")
     shape = seismic.shape
     n_time, n_receivers = shape[-2], shape[-1]
     taps = torch.as_tensor(lowpass_taps(k), dtype=torch.float32, device=seismic.device)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserInputError
 from fwi.data.families import (
     SEISMIC_SHAPE,
     VELOCITY_MAX,
@@ -33,13 +34,7 @@ log = logging.getLogger(__name__)
 ACCEPTED_DTYPES = (np.dtype("float32"), np.dtype("float16"))
 
 
-try:  # the platform's base class of errors about a user's input, where this tree has it
-    from common.errors import UserInputError as _UserInputError
-except ImportError:  # pragma: no cover - older platform: a plain ValueError
-    _UserInputError = ValueError
-
-
-class FwiDataError(_UserInputError):
+class FwiDataError(UserInputError):
     """A data file that does not match the format (the message names the file and what was expected)."""
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import UserInputError
 from fwi.data.families import (
     ACQUISITION_DEPTH,
     GRID_SPACING_M,
@@ -170,7 +171,7 @@ def generate(
     """
     family = canonical_family(family)
     if samples < 1 or samples_per_file < 1 or batch_size < 1:
-        raise ValueError("samples, samples_per_file and batch_size must be >= 1")
+        raise UserInputError("samples, samples_per_file and batch_size must be >= 1")
     root = Path(out) / family
     written: list[Path] = []
     previous_threads = torch.get_num_threads()

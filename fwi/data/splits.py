@@ -20,6 +20,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 
+from common.errors import UserInputError
 from fwi.data.families import canonical_family, family_kind
 from fwi.data.formats import FilePair
 
@@ -64,7 +65,7 @@ def split_files(
 def split_kfold(pairs: Sequence[FilePair], folds: int, fold: int) -> dict[str, list[FilePair]]:
     """K-fold by file within each family: fold `fold` (0-based) is val, the rest train."""
     if folds < 2 or not 0 <= fold < folds:
-        raise ValueError(f"kfold needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
+        raise UserInputError(f"kfold needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
     split: dict[str, list[FilePair]] = {"train": [], "val": [], "test": []}
     for files in by_family(pairs).values():
         for i, pair in enumerate(files):
@@ -77,7 +78,7 @@ def split_leave_family_out(pairs: Sequence[FilePair], holdout_family: str) -> di
     holdout = canonical_family(holdout_family)
     families = sorted({p.family for p in pairs})
     if holdout not in families:
-        raise ValueError(f"leave_family_out: {holdout} is not in the data (families found: {families})")
+        raise UserInputError(f"leave_family_out: {holdout} is not in the data (families found: {families})")
     held = [p for p in pairs if p.family == holdout]
     return {"train": [p for p in pairs if p.family != holdout], "val": held, "test": list(held)}
 
@@ -127,8 +128,8 @@ def make_split(
         return split_kfold(pairs, folds, fold)
     if mode == "leave_family_out":
         if not holdout_family:
-            raise ValueError("split mode leave_family_out needs holdout_family (e.g. CurveFault-A)")
+            raise UserInputError("split mode leave_family_out needs holdout_family (e.g. CurveFault-A)")
         return split_leave_family_out(pairs, holdout_family)
     if mode == "openfwi":
         return split_openfwi(pairs)
-    raise ValueError(f"split mode must be one of {SPLIT_MODES}, got {mode!r}")
+    raise UserInputError(f"split mode must be one of {SPLIT_MODES}, got {mode!r}")

@@ -24,8 +24,8 @@ model:
       width: 0.125
 data:
   init_args:
-    generate_samples: 8
-    generate_samples_per_file: 4
+    synthetic_samples: 8
+    synthetic_samples_per_file: 4
     batch_size: 4
 """
 

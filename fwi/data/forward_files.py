@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fwi.data.families import DEPTH, N_TIME, VELOCITY_SHAPE, WIDTH
-from fwi.data.formats import FwiDataError, velocity_range_problem
+from fwi.data.formats import FwiDataError, read_header, velocity_range_problem
 
 SOURCES_FILE = "forward_sources.json"
 
@@ -52,11 +52,11 @@ def velocity_inputs(source: str | Path) -> list[Path]:
 
 def load_velocity_maps(path: Path) -> np.ndarray:
     """The file's maps as (N, 70, 70) float32 m/s, every sample checked; FwiDataError naming the problem."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise FwiDataError(f"{path}: not a readable .npy file ({error})") from error
     expected = f"(N, 1, {DEPTH}, {WIDTH}) or (N, {DEPTH}, {WIDTH}) velocity maps in m/s"
+    header = read_header(path)  # not .npy, or truncated: an error naming the file
+    if header.dtype.hasobject:
+        raise FwiDataError(f"{path}: expected {expected}, got Python objects (pickled data are not read)")
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
     if array.ndim == 4 and array.shape[1:] == VELOCITY_SHAPE:
         array = array[:, 0]
     if array.ndim != 3 or array.shape[1:] != (DEPTH, WIDTH) or array.shape[0] == 0:

@@ -68,6 +68,7 @@ def test_forward_writes_the_openfwi_layout_resumably(tmp_path: Path, monkeypatch
         ),
         (np.where(np.eye(70, dtype=bool), np.nan, 2500.0)[None].repeat(2, 0), r"bad\.npy: sample 0: 70 NaN"),
         (np.full((1, 70, 70), 6000.0), r"bad\.npy: sample 0: velocities span 6000\.\.6000, expected m/s"),
+        (np.array([{"maps": 1}], dtype=object), r"bad\.npy: expected .* got Python objects"),
     ],
 )
 def test_forward_refuses_bad_input_before_simulating(tmp_path: Path, array: np.ndarray, message: str) -> None:

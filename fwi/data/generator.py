@@ -8,7 +8,8 @@ lanl/OpenFWI `dataset_config.json`: nbc 120, dx 10, nt 1000, dt 1e-3, f 15, sz =
 - Wavelet: a 147-sample, 15 Hz Ricker whose peak is sample 73, zero after (`openfwi_ricker`).
 - Timing: that loop adds `(v dt)^2 w[i]` at the source in step i and records the field just updated,
   so trace sample i is the field after i + 1 steps. deepwave records one step later than that (measured
-  against such a loop in tests/fwi/test_generator.py: best lag 1 sample, correlation 0.99999994), so
+  against such a loop in tests/fwi/test_generator.py with deepwave 0.1.0: best lag 1 sample,
+  correlation 0.99999994; that test fails if a deepwave release changes it), so
   the wavelet given to deepwave is advanced by one sample. With that, a receiver under the source in a
   2000 m/s top layer peaks at 78 ms, as the zero-offset traces of real Kaggle GWI test gathers do.
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from common.errors import UserInputError
 from fwi.data.datasets import KaggleTestDataset, mirror_sample
 from fwi.data.families import VELOCITY_MAX, VELOCITY_MIN, WIDTH
 from fwi.data.formats import kaggle_test_files
@@ -23,7 +24,7 @@ COLUMNS = ["oid_ypos", *(f"x_{x}" for x in range(1, WIDTH, 2))]
 RANGE_TOLERANCE = 1e-2  # m/s, float rounding at the ends of tanh's range
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserInputError):
     """A prediction that must not be submitted (NaN, out of range); names the test file."""
 
 

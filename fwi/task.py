@@ -1,8 +1,9 @@
 """VelocityInversionTask: gathers -> velocity maps, with the reference normalisation in its buffers.
 
-Losses are on normalised velocity ([-1, 1]): `l1_weight * L1 + l2_weight * MSE` (OpenFWI trains
-InversionNet with L1 + L2). Metrics, overall and per family: MAE, RMSE and SSIM on the [-1, 1] scale
-(as the OpenFWI paper reports) and MAE in m/s (as Kaggle scores). TensorBoard gets, once per
+Losses are on normalised velocity ([-1, 1]): `l1_weight * L1 + l2_weight * MSE` (OpenFWI's published
+rows are trained with L1 alone or L2 alone). Metrics, overall and per family: MAE, RMSE and SSIM on the
+[-1, 1] scale (as the OpenFWI paper reports; `ssim` is OpenFWI's own formula, `fwi.metrics`, and
+`ssim_reflect` torchmetrics' reflect-padded one) and MAE in m/s (as Kaggle scores). TensorBoard gets, once per
 validation, predicted against true velocity maps and a few input shot gathers.
 
 The seismic limits per family (raw amplitude min/max of the training files) are copied from the
@@ -16,14 +17,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric, MetricCollection
-from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
-from fwi.data.families import FAMILIES, SEISMIC_SHAPE, VELOCITY_MAX, VELOCITY_MIN
+from common.errors import UserInputError
+from common.task import BaseTask
+from fwi.data.decimation import decimate_time, decimated_length
+from fwi.data.families import FAMILIES, N_TIME, SEISMIC_SHAPE, VELOCITY_MAX, VELOCITY_MIN
 from fwi.data.normalization import denormalize_velocity, normalize_seismic, normalize_velocity
+from fwi.metrics import OpenFwiSSIM, openfwi_ssim
 from fwi.models import build_model
 
 VELOCITY_SCALE = (VELOCITY_MAX - VELOCITY_MIN) / 2  # 1500: [-1, 1] MAE -> m/s
@@ -32,7 +35,8 @@ VELOCITY_SCALE = (VELOCITY_MAX - VELOCITY_MIN) / 2  # 1500: [-1, 1] MAE -> m/s
 class PerFamilyMetrics(Metric):
     """MAE, RMSE and SSIM on [-1, 1] for each OpenFWI family: (3, n_families), NaN where none was seen.
 
-    MAE and RMSE pool pixels over the family's samples; SSIM is the mean of per-sample SSIMs.
+    MAE and RMSE pool pixels over the family's samples; SSIM (OpenFWI's formula) is the mean of
+    per-sample SSIMs.
     """
 
     full_state_update = False
@@ -49,7 +53,7 @@ class PerFamilyMetrics(Metric):
             return
         pred, target, family = pred[known], target[known], family[known].long()
         error = (pred - target).flatten(1)
-        ssim = structural_similarity_index_measure(pred, target, data_range=2.0, reduction="none")
+        ssim = openfwi_ssim(pred, target)
         self.abs_total.index_add_(0, family, error.abs().mean(1).double())
         self.square_total.index_add_(0, family, error.pow(2).mean(1).double())
         self.ssim_total.index_add_(0, family, ssim.double())
@@ -65,20 +69,29 @@ class PerFamilyMetrics(Metric):
         )
 
 
-class VelocityInversionTask(LightningModule):
+class VelocityInversionTask(BaseTask):
     """Train any registered velocity-inversion network (see `fwi.models.MODELS`).
+
+    A `common.task.BaseTask`: optimiser and schedule come from the shared vocabulary; the datamodule's
+    `fitted_statistics()` (seismic limits per family, float16 flag, time decimation) fill the buffers
+    of the same names when fit starts.
 
     Args:
         model: registered model name: "inversionnet" or "specproj_unet".
         model_args: keyword arguments of that model (e.g. {"width": 0.25}).
         l1_weight: weight of the L1 loss on normalised velocity.
         l2_weight: weight of the MSE loss on normalised velocity.
-        lr: AdamW learning rate (OpenFWI: 1e-4).
-        weight_decay: AdamW weight decay (OpenFWI: 1e-4).
+        optimizer: adamw (OpenFWI's), adam or sgd.
+        lr: learning rate (OpenFWI: 1e-4).
+        weight_decay: weight decay (OpenFWI: 1e-4).
+        scheduler: none (OpenFWI's constant rate), cosine, linear, onecycle or plateau.
+        warmup_steps: linear warm-up steps before the schedule.
         normalization: "family" uses each sample's family limits, "global" the union over families
             (what a Kaggle test file, whose family is unknown, always gets).
         log_images: write velocity maps and gathers to TensorBoard at each validation.
     """
+
+    metric_stages = ("val", "test")
 
     def __init__(
         self,
@@ -86,41 +99,56 @@ class VelocityInversionTask(LightningModule):
         model_args: dict[str, Any] | None = None,
         l1_weight: float = 1.0,
         l2_weight: float = 0.0,
+        optimizer: str = "adamw",
         lr: float = 1e-4,
         weight_decay: float = 1e-4,
+        scheduler: str = "none",
+        warmup_steps: int = 0,
         normalization: str = "family",
         log_images: bool = True,
     ) -> None:
-        super().__init__()
         if normalization not in ("family", "global"):
-            raise ValueError(f"normalization must be 'family' or 'global', got {normalization!r}")
-        self.save_hyperparameters()
-        self.net = build_model(model, **(model_args or {}))
+            raise UserInputError(f"model.normalization: expected 'family' or 'global', got {normalization!r}")
+        super().__init__()
+        self.example_input_array = torch.zeros(1, *SEISMIC_SHAPE)
+
+    def configure_models(self) -> None:
+        self.net = build_model(self.hparams.model, **(self.hparams.model_args or {}))
         n = len(FAMILIES)
         self.register_buffer("seismic_low", torch.full((n,), float("nan")))
         self.register_buffer("seismic_high", torch.full((n,), float("nan")))
         self.register_buffer("float16_inputs", torch.tensor(False))
-        metrics = MetricCollection(
+        self.register_buffer("time_decimation", torch.tensor(1))
+        self.val_family_metrics = PerFamilyMetrics()
+        self.test_family_metrics = PerFamilyMetrics()
+
+    def configure_metrics(self) -> MetricCollection:
+        return MetricCollection(
             {
                 "mae": MeanAbsoluteError(),
                 "rmse": MeanSquaredError(squared=False),
-                "ssim": StructuralSimilarityIndexMeasure(data_range=2.0),
+                "ssim": OpenFwiSSIM(),
+                "ssim_reflect": StructuralSimilarityIndexMeasure(data_range=2.0),
             }
         )
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
-        self.val_family_metrics = PerFamilyMetrics()
-        self.test_family_metrics = PerFamilyMetrics()
-        self.example_input_array = torch.zeros(1, *SEISMIC_SHAPE)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Checkpoints from before time decimation existed have no `time_decimation` buffer: 1."""
+        if "time_decimation" not in state_dict:
+            state_dict = {**state_dict, "time_decimation": torch.tensor(1)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- statistics -------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        low = getattr(datamodule, "seismic_low", None)
-        if stage == "fit" and low is not None:
-            self.seismic_low.copy_(torch.as_tensor(low, dtype=torch.float32))
-            self.seismic_high.copy_(torch.as_tensor(datamodule.seismic_high, dtype=torch.float32))
-            self.float16_inputs.fill_(bool(datamodule.float16_inputs))
+    def receive_statistics(self, statistics) -> None:
+        """The datamodule's limits, float16 flag and decimation; the model's input length must match."""
+        super().receive_statistics(statistics)
+        expected = decimated_length(N_TIME, int(self.time_decimation))
+        n_time = getattr(self.net, "n_time", expected)
+        if n_time != expected:
+            raise UserInputError(
+                f"model.init_args.model_args.n_time: expected {expected} for data time_decimation "
+                f"{int(self.time_decimation)}, got {n_time}"
+            )
 
     def limits(self, family: torch.Tensor | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw amplitude limits per sample (B,): the family's, or the global ones when unknown."""
@@ -146,6 +174,9 @@ class VelocityInversionTask(LightningModule):
         """Raw gathers (B, 5, 1000, 70) -> predicted velocity on [-1, 1], (B, 1, 70, 70)."""
         if bool(self.float16_inputs):
             seismic = seismic.half()  # what the model saw in training, even when given float32
+        k = int(self.time_decimation)
+        if k > 1 and seismic.shape[-2] == N_TIME:  # raw gathers: decimate as in training
+            seismic = decimate_time(seismic, k)
         low, high = self.limits(family, seismic.shape[0])
         return self.net(normalize_seismic(seismic, low, high).to(self.dtype))
 
@@ -183,12 +214,12 @@ class VelocityInversionTask(LightningModule):
         return pred
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        pred = self._evaluate(batch, self.val_metrics, self.val_family_metrics, "val")
+        pred = self._evaluate(batch, self.stage_metrics("val"), self.val_family_metrics, "val")
         if batch_idx == 0 and pred is not None and self.hparams.log_images:
             self._log_images(batch, pred)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_metrics, self.test_family_metrics, "test")
+        self._evaluate(batch, self.stage_metrics("test"), self.test_family_metrics, "test")
 
     def _log_epoch_metrics(
         self, metrics: MetricCollection, per_family: PerFamilyMetrics, prefix: str
@@ -207,10 +238,10 @@ class VelocityInversionTask(LightningModule):
         per_family.reset()
 
     def on_validation_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.val_metrics, self.val_family_metrics, "val")
+        self._log_epoch_metrics(self.stage_metrics("val"), self.val_family_metrics, "val")
 
     def on_test_epoch_end(self) -> None:
-        self._log_epoch_metrics(self.test_metrics, self.test_family_metrics, "test")
+        self._log_epoch_metrics(self.stage_metrics("test"), self.test_family_metrics, "test")
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         family = batch.get("family")
@@ -218,11 +249,6 @@ class VelocityInversionTask(LightningModule):
             "velocity": self(batch["seismic"], family if isinstance(family, torch.Tensor) else None),
             "oid": batch.get("oid"),
         }
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, betas=(0.9, 0.999), weight_decay=self.hparams.weight_decay
-        )
 
     # -- TensorBoard ------------------------------------------------------------------------------
     def _log_images(self, batch: dict[str, Any], pred: torch.Tensor) -> None:

@@ -56,18 +56,79 @@ def generate(
     return [str(f) for f in files]
 
 
-def check(root: str, family: str | None = None, scan: bool = False, on_bad: str = "error") -> dict[str, Any]:
+def forward(
+    velocity: str,
+    out: str,
+    device: str = "cpu",
+    batch_size: int = 1,
+    threads: int | None = None,
+) -> list[str]:
+    """Forward-model velocity maps into the OpenFWI layout, with the generator's physics.
+
+    Takes `(N, 1, 70, 70)` or `(N, 70, 70)` m/s maps (OpenFWI's model files, augmented maps, a model's
+    predictions for pseudo-labels). Every input is checked first (shape, NaN/inf, 1500-4500 m/s);
+    `modelN.npy` becomes `data/dataN.npy` + `model/modelN.npy`, `vel{P}_1_{i}.npy` becomes
+    `seis{P}_1_{i}.npy` + `vel{P}_1_{i}.npy`, other names the next free N (recorded in
+    forward_sources.json). Rerunning continues an interrupted run; nothing finished is overwritten.
+
+    Args:
+        velocity: a .npy file or a folder of them (recursively).
+        out: output root (the OpenFWI layout is written inside it).
+        device: torch device for the wave simulation, e.g. cpu or cuda.
+        batch_size: models simulated together (1 was fastest on a CPU; e.g. 64 on a GPU).
+        threads: CPU threads while simulating (None: torch's default).
+    """
+    import torch
+    from rich.progress import Progress
+
+    from fwi.data.forward_files import forward_velocity_files
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with Progress() as bar:
+            task = bar.add_task(f"{velocity} -> {out}", total=None)
+            files = forward_velocity_files(
+                velocity,
+                out,
+                device=device,
+                batch_size=batch_size,
+                progress=lambda n: bar.advance(task, n),
+                on_plan=lambda total: bar.update(task, total=total),
+            )
+    finally:
+        torch.set_num_threads(previous)
+    for path in files:
+        print(path)
+    return [str(f) for f in files]
+
+
+def check(
+    root: str,
+    family: str | None = None,
+    scan: bool = False,
+    on_bad: str = "error",
+    decimation: int | None = None,
+) -> dict[str, Any]:
     """Check an OpenFWI / Kaggle train_samples root: pairs, shapes, dtypes, sizes; optionally every value.
+
+    With --decimation k, also the share of spectral energy above the Nyquist frequency of every k-th
+    time step (500/k Hz), per family, from 8 evenly spaced samples per file: what slicing without a
+    low-pass would alias (`time_decimation: k` filters it out first).
 
     Args:
         root: dataset root (family folders) or one family's folder with --family.
         family: family of a single-family root.
-        scan: also read every sample and report NaN/inf (reads all the data once).
+        scan: also read every sample: NaN/inf anywhere, velocity maps outside 1500-4500 m/s (reads
+            all the data once).
         on_bad: error (stop at the first bad file) or skip (report and go on).
+        decimation: a time decimation factor k to measure the aliased energy share for.
     """
     import numpy as np
 
-    from fwi.data.formats import FwiDataError, discover_pairs
+    from fwi.data.decimation import energy_above_nyquist
+    from fwi.data.formats import FwiDataError, discover_pairs, velocity_range_problem
 
     pairs = discover_pairs(root, family=family, on_bad=on_bad)
     report: dict[str, Any] = {"files": len(pairs), "families": {}, "bad_samples": []}
@@ -81,11 +142,24 @@ def check(root: str, family: str | None = None, scan: bool = False, on_bad: str 
             for path in (pair.seismic, pair.velocity):
                 array = np.load(path, mmap_mode="r", allow_pickle=False)
                 for i in range(array.shape[0]):
-                    if not np.isfinite(array[i]).all():
-                        message = f"{path}: sample {i}: NaN/inf values"
+                    sample = np.asarray(array[i])
+                    problem = None if np.isfinite(sample).all() else "NaN/inf values"
+                    if problem is None and path == pair.velocity:
+                        problem = velocity_range_problem(sample)
+                    if problem:
+                        message = f"{path}: sample {i}: {problem}"
                         if on_bad != "skip":
                             raise FwiDataError(message)
                         report["bad_samples"].append(message)
+    if decimation:
+        for name, entry in report["families"].items():
+            gathers = []
+            for pair in (p for p in pairs if p.family == name):
+                array = np.load(pair.seismic, mmap_mode="r", allow_pickle=False)
+                rows = np.unique(np.linspace(0, array.shape[0] - 1, 8).round().astype(int))
+                gathers.append(np.asarray(array[rows], dtype=np.float32))
+            share = energy_above_nyquist(np.concatenate(gathers), decimation)
+            entry[f"energy_above_nyquist_k{decimation}"] = float(f"{share:.3g}")
     print(json.dumps(report, indent=2))
     return report
 
@@ -226,6 +300,25 @@ def refine(
     )
 
 
+def import_openfwi(checkpoint: str, out: str, family: str) -> str:
+    """Turn an OpenFWI InversionNet checkpoint (lanl/OpenFWI train.py) into an export bundle.
+
+    The bundle carries OpenFWI's seismic limits of `family` and works with `mtl fwi submit` and `mtl
+    serve`; its `model.ckpt` works with `mtl validate --ckpt_path`. Read with weights_only=True
+    (argparse.Namespace allowed), keys mapped strictly: a foreign checkpoint is refused naming the file.
+
+    Args:
+        checkpoint: OpenFWI's `checkpoint.pth` (or any `torch.save` of `{"model": state_dict, ...}`).
+        out: new bundle directory (must not exist or be empty).
+        family: the OpenFWI family it was trained on (picks `dataset_config.json`'s limits).
+    """
+    from fwi.openfwi_import import import_openfwi as run_import
+
+    bundle = run_import(checkpoint, out, family)
+    print(f"wrote {bundle} (OpenFWI InversionNet, {family} limits)")
+    return str(bundle)
+
+
 def commands() -> dict[str, Callable[..., Any]]:
     from fwi import model_tools
 
@@ -239,4 +332,6 @@ def commands() -> dict[str, Callable[..., Any]]:
         "models": model_tools.models,
         "ensemble": model_tools.ensemble,
         "calibrate": model_tools.calibrate,
+        "import-openfwi": import_openfwi,
+        "forward": forward,
     }

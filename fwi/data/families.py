@@ -6,6 +6,8 @@ normalisation buffers are indexed by, so it must never be reordered.
 
 from __future__ import annotations
 
+from common.errors import UserInputError
+
 FAMILIES: tuple[str, ...] = (
     "FlatVel-A",
     "FlatVel-B",
@@ -48,7 +50,9 @@ def canonical_family(name: str) -> str:
     try:
         return _BY_KEY[_key(name)]
     except KeyError:
-        raise ValueError(f"unknown OpenFWI family {name!r}; expected one of {', '.join(FAMILIES)}") from None
+        raise UserInputError(
+            f"unknown OpenFWI family {name!r}; expected one of {', '.join(FAMILIES)}"
+        ) from None
 
 
 def is_family_name(name: str) -> bool:

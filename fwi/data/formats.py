@@ -20,8 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserInputError
 from fwi.data.families import (
     SEISMIC_SHAPE,
+    VELOCITY_MAX,
+    VELOCITY_MIN,
     VELOCITY_SHAPE,
     canonical_family,
     is_family_name,
@@ -31,8 +34,38 @@ log = logging.getLogger(__name__)
 ACCEPTED_DTYPES = (np.dtype("float32"), np.dtype("float16"))
 
 
-class FwiDataError(ValueError):
+class FwiDataError(UserInputError):
     """A data file that does not match the format (the message names the file and what was expected)."""
+
+
+# m/s allowed beyond [1500, 4500]: float16 copies of velocity maps round by up to 2 m/s near 4500.
+VELOCITY_TOLERANCE = 5.0
+KM_PER_S_LIMIT = 10.0  # a map whose largest value is below this is in km/s, not m/s
+
+
+def velocity_range_problem(velocity: np.ndarray) -> str | None:
+    """What is wrong with a velocity map's range (OpenFWI: 1500-4500 m/s), or None when it is fine.
+
+    Values may stray `VELOCITY_TOLERANCE` m/s outside the range; a map whose values all lie below
+    10 gets a hint that it is in km/s.
+    """
+    low, high = float(np.min(velocity)), float(np.max(velocity))
+    if low >= VELOCITY_MIN - VELOCITY_TOLERANCE and high <= VELOCITY_MAX + VELOCITY_TOLERANCE:
+        return None
+    problem = (
+        f"velocities span {low:.6g}..{high:.6g}, expected m/s within [{VELOCITY_MIN:.0f}, "
+        f"{VELOCITY_MAX:.0f}] (+-{VELOCITY_TOLERANCE:.0f})"
+    )
+    if 0 < high < KM_PER_S_LIMIT:
+        problem += "; these look like km/s: multiply by 1000"
+    return problem
+
+
+def check_velocity_range(velocity: np.ndarray, path: Path, index: int) -> None:
+    """Raise FwiDataError naming file and sample when the map is outside 1500-4500 m/s."""
+    problem = velocity_range_problem(velocity)
+    if problem:
+        raise FwiDataError(f"{path}: sample {index}: {problem}")
 
 
 @dataclass(frozen=True)

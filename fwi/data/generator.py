@@ -1,12 +1,27 @@
 """Synthetic OpenFWI-layout data: velocity models + acoustic forward modelling with deepwave.
 
 Geometry as OpenFWI: 70x70 grid, dx = 10 m, 5 sources at x-index 0, 17, 34, 52, 69 and 70 receivers,
-all at depth index 1; 1000 steps of 1 ms; 15 Hz Ricker wavelet (peak delayed by 1/f). Deliberate
-differences from the OpenFWI recipe (whose code was not released):
+all at depth index 1; 1000 steps of 1 ms. Source and timing as OpenFWI's forward operator (the
+`FWIForward.FWM` finite-difference loop of LANL's physics-guided FWI code, run with the parameters of
+lanl/OpenFWI `dataset_config.json`: nbc 120, dx 10, nt 1000, dt 1e-3, f 15, sz = gz = 10 m):
 
-- Solver: deepwave's constant-density scalar wave equation, 4th order in space; deepwave sub-steps
-  time internally when 1 ms violates the CFL condition for fast models and resamples to 1 ms.
-- Boundaries: a 20-cell PML on all four sides (no free surface, so no surface ghosts or multiples).
+- Wavelet: a 147-sample, 15 Hz Ricker whose peak is sample 73, zero after (`openfwi_ricker`).
+- Timing: that loop adds `(v dt)^2 w[i]` at the source in step i and records the field just updated,
+  so trace sample i is the field after i + 1 steps. deepwave records one step later than that (measured
+  against such a loop in tests/fwi/test_generator.py with deepwave 0.1.0: best lag 1 sample,
+  correlation 0.99999994; that test fails if a deepwave release changes it), so
+  the wavelet given to deepwave is advanced by one sample. With that, a receiver under the source in a
+  2000 m/s top layer peaks at 78 ms, as the zero-offset traces of real Kaggle GWI test gathers do.
+
+Deliberate differences from that loop:
+
+- Solver: deepwave's constant-density scalar wave equation, 4th order in space (OpenFWI's loop is 2nd
+  order in time, 4th in space at 1 ms); deepwave sub-steps time internally where 1 ms violates its CFL
+  condition and resamples to 1 ms. That condition is set by `max_vel=4500` for every model, not by
+  each batch's fastest cell, so a sample's gathers do not depend on which models share its batch
+  (they did by up to 0.07 before: the resampling differs between one and two sub-steps).
+- Boundaries: a 20-cell PML on all four sides instead of OpenFWI's 120-cell damping layer (neither has a
+  free surface, so no surface ghosts or multiples).
 - Sign: deepwave's source term has the opposite sign to the convention of OpenFWI's data (there the
   direct wave's main lobe is positive: FlatVel-A's limits are -26.95..52.77), so the output is negated.
   With that, our FlatVel-A amplitudes span about -26..51 for a unit Ricker: the same scale.
@@ -29,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.errors import UserInputError
 from fwi.data.families import (
     ACQUISITION_DEPTH,
     GRID_SPACING_M,
@@ -39,6 +55,7 @@ from fwi.data.families import (
     SAMPLES_PER_FILE,
     SOURCE_X,
     TIME_STEP_S,
+    VELOCITY_MAX,
     VELOCITY_SHAPE,
     canonical_family,
     family_index,
@@ -51,11 +68,31 @@ from fwi.data.velocity_models import velocity_model
 PML_WIDTH = 20
 
 
-def ricker(n_time: int = N_TIME, dt: float = TIME_STEP_S, freq: float = PEAK_FREQUENCY_HZ) -> torch.Tensor:
-    """Ricker wavelet with its peak at 1/freq seconds, (n_time,) float32."""
-    t = torch.arange(n_time, dtype=torch.float64) * dt - 1.0 / freq
-    arg = (np.pi * freq * t) ** 2
-    return ((1 - 2 * arg) * torch.exp(-arg)).float()
+def openfwi_ricker(
+    n_time: int = N_TIME, dt: float = TIME_STEP_S, freq: float = PEAK_FREQUENCY_HZ
+) -> torch.Tensor:
+    """OpenFWI's source: a Ricker of `2 floor(1.1 / (f dt)) + 1` samples (147 at 15 Hz, 1 ms) peaking
+    at its middle sample (73), zero after: `w[k] = (1 - 2b) e^-b`, `b = (pi f dt (73 - k))^2`.
+
+    Returns (n_time,) float64 (float64 so that the one-sample advance below loses nothing).
+    """
+    length = int(2 * np.floor(1.1 / (freq * dt)) + 1)
+    centre = length // 2
+    k = torch.arange(length, dtype=torch.float64)
+    b = (np.pi * freq * dt * (centre - k)) ** 2
+    wavelet = torch.zeros(n_time, dtype=torch.float64)
+    n = min(length, n_time)
+    wavelet[:n] = ((1 - 2 * b) * torch.exp(-b))[:n]
+    return wavelet
+
+
+DEEPWAVE_RECORDING_DELAY = 1  # samples deepwave records after OpenFWI's loop (module docstring)
+
+
+def deepwave_source(n_time: int = N_TIME) -> torch.Tensor:
+    """The wavelet to give deepwave so its traces line up with OpenFWI's: advanced by the delay, (n_time,)."""
+    wavelet = openfwi_ricker(n_time + DEEPWAVE_RECORDING_DELAY)
+    return wavelet[DEEPWAVE_RECORDING_DELAY:].float()
 
 
 def forward_model(velocity: torch.Tensor, n_time: int = N_TIME) -> torch.Tensor:
@@ -72,7 +109,7 @@ def forward_model(velocity: torch.Tensor, n_time: int = N_TIME) -> torch.Tensor:
     receivers = torch.zeros(shots, N_RECEIVERS, 2, dtype=torch.long, device=device)
     receivers[:, :, 0] = ACQUISITION_DEPTH
     receivers[:, :, 1] = torch.arange(N_RECEIVERS, device=device)
-    amplitudes = ricker(n_time).to(device).reshape(1, 1, -1).expand(shots, 1, -1).contiguous()
+    amplitudes = deepwave_source(n_time).to(device).reshape(1, 1, -1).expand(shots, 1, -1).contiguous()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = deepwave.scalar(
@@ -85,6 +122,7 @@ def forward_model(velocity: torch.Tensor, n_time: int = N_TIME) -> torch.Tensor:
             pml_width=PML_WIDTH,
             pml_freq=PEAK_FREQUENCY_HZ,
             accuracy=4,
+            max_vel=VELOCITY_MAX,
         )
     gathers = -out[-1]  # (shots, receivers, time); negated to OpenFWI's polarity (module docstring)
     return gathers.reshape(batch, N_SOURCES, N_RECEIVERS, n_time).transpose(2, 3).contiguous()
@@ -134,7 +172,7 @@ def generate(
     """
     family = canonical_family(family)
     if samples < 1 or samples_per_file < 1 or batch_size < 1:
-        raise ValueError("samples, samples_per_file and batch_size must be >= 1")
+        raise UserInputError("samples, samples_per_file and batch_size must be >= 1")
     root = Path(out) / family
     written: list[Path] = []
     previous_threads = torch.get_num_threads()
@@ -165,22 +203,38 @@ def _generate_files(
             continue
         seismic_path.parent.mkdir(parents=True, exist_ok=True)
         velocity_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_file(
-            family, seed, first, count, seismic_path, velocity_path, device, batch_size, n_time, progress
-        )
+        spec = {"family": family, "seed": seed, "first": first, "count": count, "n_time": n_time}
+
+        def draw(start: int, n: int, first: int = first) -> np.ndarray:
+            return np.stack([sample_velocity(family, seed, first + start + i) for i in range(n)])
+
+        write_file(spec, count, draw, seismic_path, velocity_path, device, batch_size, n_time, progress)
 
 
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-def _write_file(
-    family, seed, first, count, seismic_path, velocity_path, device, batch_size, n_time, progress
-):
+def write_file(
+    spec: dict,
+    count: int,
+    velocities: Callable[[int, int], np.ndarray],
+    seismic_path: Path,
+    velocity_path: Path,
+    device: str,
+    batch_size: int,
+    n_time: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Simulate `count` models into one (seismic, velocity) file pair, resumable.
+
+    `velocities(start, n)` gives models start..start+n-1 of the file, (n, 70, 70) m/s. Samples go
+    into `.partial` files with a `.progress` marker holding `spec` and the count done; a later call
+    with the same `spec` continues there, and the files are moved into place when complete.
+    """
     marker = seismic_path.with_name(seismic_path.name + ".progress")
     seismic_tmp, velocity_tmp = _partial(seismic_path), _partial(velocity_path)
     done = 0
-    spec = {"family": family, "seed": seed, "first": first, "count": count, "n_time": n_time}
     if marker.is_file() and seismic_tmp.is_file() and velocity_tmp.is_file():
         saved = json.loads(marker.read_text())
         if {k: saved.get(k) for k in spec} == spec:
@@ -197,7 +251,7 @@ def _write_file(
         progress(done)
     while done < count:
         n = min(batch_size, count - done)
-        models = np.stack([sample_velocity(family, seed, first + done + i) for i in range(n)])
+        models = np.array(velocities(done, n), dtype=np.float32)  # a writable copy for torch
         gathers = forward_model(torch.from_numpy(models).to(device), n_time=n_time).cpu().numpy()
         seismic[done : done + n] = gathers
         velocity[done : done + n, 0] = models

@@ -1,8 +1,9 @@
 """The reference normalisation (OpenFWI): signed log1p then min-max to [-1, 1]; velocity 1500-4500 m/s.
 
-Per-family limits are the minimum and maximum raw amplitude of that family's training files; they
-are computed once by the datamodule (`seismic_limits`) and copied into the task's buffers, so every
-checkpoint and export carries them.
+Per-family limits are raw amplitude (min, max) per family, either OpenFWI's fixed constants
+(`OPENFWI_SEISMIC_LIMITS`, what OpenFWI's models and published numbers use) or estimated from the
+training files (`seismic_limits`, for data OpenFWI never saw). The datamodule picks one and the task
+copies them into its buffers, so every checkpoint and export carries them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,34 @@ import torch
 
 from fwi.data.families import FAMILIES, VELOCITY_MAX, VELOCITY_MIN
 from fwi.data.formats import FilePair
+
+# Raw seismic (data_min, data_max) per family: lanl/OpenFWI `dataset_config.json` (commit 4875480),
+# which OpenFWI's train.py/test.py feed to `log_transform` and `MinMaxNormalize`.
+OPENFWI_SEISMIC_LIMITS: dict[str, tuple[float, float]] = {
+    "FlatVel-A": (-26.95, 52.77),
+    "FlatVel-B": (-27.17, 56.05),
+    "CurveVel-A": (-27.11, 55.10),
+    "CurveVel-B": (-29.04, 57.03),
+    "FlatFault-A": (-26.10, 50.86),
+    "FlatFault-B": (-24.86, 50.28),
+    "CurveFault-A": (-26.48, 52.32),
+    "CurveFault-B": (-24.93, 50.98),
+    "Style-A": (-24.96, 48.93),
+    "Style-B": (-23.76, 46.01),
+}
+# The union over the ten families (-29.04, 57.03): what a Kaggle test file, family unknown, gets.
+OPENFWI_UNION_LIMITS = (
+    min(low for low, _ in OPENFWI_SEISMIC_LIMITS.values()),
+    max(high for _, high in OPENFWI_SEISMIC_LIMITS.values()),
+)
+SEISMIC_LIMIT_MODES = ("estimate", "openfwi")
+
+
+def openfwi_seismic_limits() -> tuple[np.ndarray, np.ndarray]:
+    """OpenFWI's constants as (low, high) arrays in `FAMILIES` order."""
+    low = np.array([OPENFWI_SEISMIC_LIMITS[name][0] for name in FAMILIES], dtype=np.float64)
+    high = np.array([OPENFWI_SEISMIC_LIMITS[name][1] for name in FAMILIES], dtype=np.float64)
+    return low, high
 
 
 def signed_log1p(x: torch.Tensor) -> torch.Tensor:

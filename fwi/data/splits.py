@@ -4,19 +4,34 @@
                          before them to val (OpenFWI's own split is by file number the same way)
     kfold:               per family, files dealt round-robin into `folds` folds; fold `fold` is val
     leave_family_out:    every file of `holdout_family` is val (and test); the other families train
+    openfwi:             OpenFWI's official file lists (lanl/OpenFWI `split_files/*.txt`): Vel families
+                         train data1-48, val data49-60; Fault families train seis{P}_1_0..31, val
+                         seis{P}_1_32..35 for each of their P; Style train data1-120, val data121-134.
+                         Val is also test (OpenFWI reports its test numbers on these files); files
+                         outside both lists are left out, with a log line saying how many
 
 All are deterministic: files are ordered by name within a family, nothing random is involved.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
-from fwi.data.families import canonical_family
+from common.errors import UserInputError
+from fwi.data.families import canonical_family, family_kind
 from fwi.data.formats import FilePair
 
-SPLIT_MODES = ("files", "kfold", "leave_family_out")
+log = logging.getLogger(__name__)
+SPLIT_MODES = ("files", "kfold", "leave_family_out", "openfwi")
+# (train numbers, val numbers) of OpenFWI's split files, by the number in dataN.npy / seis{P}_1_{i}.npy.
+OPENFWI_SPLIT_NUMBERS = {
+    "vel": (range(1, 49), range(49, 61)),
+    "fault": (range(0, 32), range(32, 36)),
+    "style": (range(1, 121), range(121, 135)),
+}
 
 
 def by_family(pairs: Sequence[FilePair]) -> dict[str, list[FilePair]]:
@@ -50,7 +65,7 @@ def split_files(
 def split_kfold(pairs: Sequence[FilePair], folds: int, fold: int) -> dict[str, list[FilePair]]:
     """K-fold by file within each family: fold `fold` (0-based) is val, the rest train."""
     if folds < 2 or not 0 <= fold < folds:
-        raise ValueError(f"kfold needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
+        raise UserInputError(f"kfold needs folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}")
     split: dict[str, list[FilePair]] = {"train": [], "val": [], "test": []}
     for files in by_family(pairs).values():
         for i, pair in enumerate(files):
@@ -63,9 +78,39 @@ def split_leave_family_out(pairs: Sequence[FilePair], holdout_family: str) -> di
     holdout = canonical_family(holdout_family)
     families = sorted({p.family for p in pairs})
     if holdout not in families:
-        raise ValueError(f"leave_family_out: {holdout} is not in the data (families found: {families})")
+        raise UserInputError(f"leave_family_out: {holdout} is not in the data (families found: {families})")
     held = [p for p in pairs if p.family == holdout]
     return {"train": [p for p in pairs if p.family != holdout], "val": held, "test": list(held)}
+
+
+def openfwi_file_number(pair: FilePair) -> int | None:
+    """N of `data/dataN.npy`, i of `seis{P}_1_{i}.npy` (P must be one of the family's), else None."""
+    name = pair.seismic.name
+    if family_kind(pair.family) == "fault":
+        match = re.fullmatch(r"seis(\d+)_1_(\d+)\.npy", name)
+        prefixes = (2, 3, 4) if pair.family.endswith("A") else (6, 7, 8)
+        return int(match[2]) if match and int(match[1]) in prefixes else None
+    match = re.fullmatch(r"data(\d+)\.npy", name)
+    return int(match[1]) if match else None
+
+
+def split_openfwi(pairs: Sequence[FilePair]) -> dict[str, list[FilePair]]:
+    """OpenFWI's official per-family file lists; val doubles as test."""
+    split: dict[str, list[FilePair]] = {"train": [], "val": [], "test": []}
+    outside = 0
+    for pair in pairs:
+        train, val = OPENFWI_SPLIT_NUMBERS[family_kind(pair.family)]
+        number = openfwi_file_number(pair)
+        if number in train:
+            split["train"].append(pair)
+        elif number in val:
+            split["val"].append(pair)
+            split["test"].append(pair)
+        else:
+            outside += 1
+    if outside:
+        log.warning("split openfwi: %d file(s) are in neither of OpenFWI's lists and are left out", outside)
+    return split
 
 
 def make_split(
@@ -83,6 +128,8 @@ def make_split(
         return split_kfold(pairs, folds, fold)
     if mode == "leave_family_out":
         if not holdout_family:
-            raise ValueError("split mode leave_family_out needs holdout_family (e.g. CurveFault-A)")
+            raise UserInputError("split mode leave_family_out needs holdout_family (e.g. CurveFault-A)")
         return split_leave_family_out(pairs, holdout_family)
-    raise ValueError(f"split mode must be one of {SPLIT_MODES}, got {mode!r}")
+    if mode == "openfwi":
+        return split_openfwi(pairs)
+    raise UserInputError(f"split mode must be one of {SPLIT_MODES}, got {mode!r}")

@@ -35,10 +35,15 @@ class InversionNet(nn.Module):
         width: channel multiplier (1.0 = paper).
         in_channels: number of sources.
         n_receivers: receivers per gather (sets the last encoder kernel).
+        n_time: time steps per gather (1000; fewer after `time_decimation`): the encoder halves time
+            seven times, so the last encoder kernel is ceil(n_time / 128) high (8 for 1000).
     """
 
-    def __init__(self, width: float = 1.0, in_channels: int = 5, n_receivers: int = 70) -> None:
+    def __init__(
+        self, width: float = 1.0, in_channels: int = 5, n_receivers: int = 70, n_time: int = 1000
+    ) -> None:
         super().__init__()
+        self.n_time = n_time
         d1, d2, d3, d4, d5 = (max(4, round(c * width)) for c in (32, 64, 128, 256, 512))
         t = (3, 1)
         tp = (1, 0)
@@ -56,7 +61,7 @@ class InversionNet(nn.Module):
             conv_block(d4, d4),
             conv_block(d4, d4, stride=2),
             conv_block(d4, d4),
-            conv_block(d4, d5, kernel=(8, math.ceil(n_receivers / 8)), padding=0),
+            conv_block(d4, d5, kernel=(math.ceil(n_time / 128), math.ceil(n_receivers / 8)), padding=0),
         )
         self.decoder = nn.Sequential(
             deconv_block(d5, d5, kernel=5),

@@ -23,12 +23,12 @@ LANDCOVER_TINY = [
 FWI_TINY = """\
 trainer: {max_epochs: 1, enable_progress_bar: false, log_every_n_steps: 1}
 model: {init_args: {model_args: {width: 0.125}}}
-data: {init_args: {generate_samples: 8, generate_samples_per_file: 4, batch_size: 4}}
+data: {init_args: {synthetic_samples: 8, synthetic_samples_per_file: 4, batch_size: 4}}
 """
 ROOFNET_TINY = [
     "--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "3", "--trainer.limit_train_batches", "2",
     "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false", "--data.image_size", "32",
-    "--data.batch_size", "2", "--data.val_max_samples", "2", "--data.synthetic_samples", "8",
+    "--data.batch_size", "2", "--data.max_val_samples", "2", "--data.synthetic_samples", "8",
     "--data.synthetic_image_size", "64", "--data.synthetic_airs_tile_size", "320",
     "--trainer.num_sanity_val_steps", "0", "--model.encoder", "tu-test_efficientnet",
     "--model.decoder_channels", "[16, 16, 16, 16, 16]",

@@ -220,3 +220,107 @@ def test_check_verb_reports_families_and_bad_samples(openfwi_root: Path, tmp_pat
         check(root=str(tmp_path), scan=True)
     report = check(root=str(tmp_path), scan=True, on_bad="skip")
     assert len(report["bad_samples"]) == 1 and "vel2_1_1.npy: sample 1" in report["bad_samples"][0]
+
+
+def test_velocity_maps_outside_1500_4500_are_errors_naming_file_and_sample(
+    openfwi_root: Path, tmp_path: Path
+) -> None:
+    """km/s maps (1.5-4.5) and maps beyond 4500 m/s stop check --scan and training; 4503 m/s is allowed."""
+    from fwi.tools import check
+
+    root = copy_tree(openfwi_root / "FlatVel-A", tmp_path / "FlatVel-A")
+    velocity = np.load(root / "model/model2.npy")
+    velocity[1] = 4503.0  # within the 5 m/s tolerance
+    velocity[2] /= 1000.0  # km/s
+    np.save(root / "model/model2.npy", velocity)
+    with pytest.raises(FwiDataError, match=r"model2\.npy: sample 2: velocities span .* look like km/s"):
+        check(root=str(tmp_path), scan=True)
+    report = check(root=str(tmp_path), scan=True, on_bad="skip")
+    assert len(report["bad_samples"]) == 1 and "model2.npy: sample 2" in report["bad_samples"][0]
+
+    dataset = ShotGatherDataset(discover_pairs(tmp_path))
+    assert dataset[5]["velocity"].max() == 4503.0
+    with pytest.raises(FwiDataError, match=r"model2\.npy: sample 2: .*multiply by 1000"):
+        dataset[6]
+    velocity[2] = 5200.0
+    np.save(root / "model/model2.npy", velocity)
+    with pytest.raises(FwiDataError, match=r"model2\.npy: sample 2: velocities span 5200\.\.5200") as error:
+        ShotGatherDataset(discover_pairs(tmp_path))[6]
+    assert "km/s" not in str(error.value)
+
+
+def test_openfwi_split_uses_the_official_file_lists() -> None:
+    from fwi.data.formats import FilePair
+
+    def pairs(family: str, names: list[str]) -> list[FilePair]:
+        return [FilePair(Path(name), Path("unused.npy"), family, 500) for name in names]
+
+    vel = pairs("FlatVel-A", [f"data/data{i}.npy" for i in (1, 48, 49, 60, 61)])
+    fault = pairs("CurveFault-B", [f"seis{p}_1_{i}.npy" for p in (6, 8) for i in (0, 31, 32, 35, 36)])
+    wrong_prefix = pairs("CurveFault-B", ["seis2_1_0.npy"])
+    style = pairs("Style-A", [f"data/data{i}.npy" for i in (120, 121, 134)])
+    split = make_split(vel + fault + wrong_prefix + style, "openfwi")
+    names = {part: [f"{p.family}:{p.seismic.name}" for p in files] for part, files in split.items()}
+    assert names["train"] == [
+        "FlatVel-A:data1.npy",
+        "FlatVel-A:data48.npy",
+        "CurveFault-B:seis6_1_0.npy",
+        "CurveFault-B:seis6_1_31.npy",
+        "CurveFault-B:seis8_1_0.npy",
+        "CurveFault-B:seis8_1_31.npy",
+        "Style-A:data120.npy",
+    ]
+    assert (
+        names["val"]
+        == names["test"]
+        == [
+            "FlatVel-A:data49.npy",
+            "FlatVel-A:data60.npy",
+            "CurveFault-B:seis6_1_32.npy",
+            "CurveFault-B:seis6_1_35.npy",
+            "CurveFault-B:seis8_1_32.npy",
+            "CurveFault-B:seis8_1_35.npy",
+            "Style-A:data121.npy",
+            "Style-A:data134.npy",
+        ]
+    )
+
+
+def test_openfwi_limits_and_drop_last(openfwi_root: Path) -> None:
+    from fwi.data import FwiDataModule
+    from fwi.data.families import FAMILIES
+    from fwi.data.normalization import OPENFWI_UNION_LIMITS
+
+    data = FwiDataModule(
+        root=str(openfwi_root), split="openfwi", seismic_limits="openfwi", batch_size=3, num_workers=0
+    )
+    data.setup("fit")
+    assert len(data.splits["train"]) == 5 and not data.splits["val"]  # files 1-3 and 0-1: all train
+    assert data.seismic_low[FAMILIES.index("CurveFault-B")] == -24.93
+    assert data.seismic_high[FAMILIES.index("FlatVel-A")] == 52.77
+    assert (data.seismic_low.min(), data.seismic_high.max()) == OPENFWI_UNION_LIMITS == (-29.04, 57.03)
+    batches = [batch["seismic"].shape[0] for batch in data.train_dataloader()]
+    assert batches == [3] * 6  # 20 samples: the last 2 are dropped
+    keep = FwiDataModule(root=str(openfwi_root), batch_size=64, num_workers=0)
+    keep.setup("fit")  # fewer training samples than one batch: the incomplete batch is kept
+    assert [batch["seismic"].shape[0] for batch in keep.train_dataloader()] == [
+        len(keep._dataset("train", True))
+    ]
+
+
+def test_worker_reuses_shared_batches_without_corrupting_them(openfwi_root: Path) -> None:
+    """A one-worker loader with the ring: every batch, checked as a training step would use it."""
+    from torch.utils.data import DataLoader
+
+    pairs = discover_pairs(openfwi_root)
+    plain = ShotGatherDataset(pairs)
+    loader = DataLoader(
+        BatchedReads(ShotGatherDataset(pairs, batch_ring=4)),
+        batch_size=2,
+        num_workers=1,
+        collate_fn=collate_skipping_bad,
+    )
+    for index, batch in enumerate(loader):
+        expected = torch.stack([plain[2 * index + j]["seismic"] for j in range(2)])
+        assert torch.equal(batch["seismic"], expected), index
+    assert index == 9

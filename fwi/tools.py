@@ -319,6 +319,37 @@ def import_openfwi(checkpoint: str, out: str, family: str) -> str:
     return str(bundle)
 
 
+def pseudo_label(
+    checkpoint: str,
+    test_dir: str,
+    out: str,
+    family: str,
+    tta: bool = False,
+    batch_size: int = 16,
+    device: str = "cpu",
+) -> list[str]:
+    """Turn unlabelled gathers into training data: predict them, then forward-model the predictions.
+
+    Writes `<out>/predictions/` (the predicted maps and the test file of each) and `<out>/<family>/` in
+    the OpenFWI layout (simulated gathers + the predicted maps), which `FwiDataModule` reads beside the
+    real families (see `fwi.pseudo_labels`). Rerunning continues an interrupted run.
+
+    Args:
+        checkpoint: a `.ckpt` from `mtl fit` or an export bundle directory.
+        test_dir: directory of Kaggle test files `<oid>.npy`, each (5, 1000, 70).
+        out: output root.
+        family: the family folder to write (Kaggle test files have none; e.g. the one they resemble).
+        tta: predict with mirror test-time augmentation.
+        batch_size: test files predicted together.
+        device: torch device for prediction and simulation.
+    """
+    from fwi.pseudo_labels import write_pseudo_labels
+
+    return [
+        str(p) for p in write_pseudo_labels(checkpoint, test_dir, out, family, tta, batch_size, device=device)
+    ]
+
+
 def commands() -> dict[str, Callable[..., Any]]:
     from fwi import model_tools
 
@@ -334,4 +365,5 @@ def commands() -> dict[str, Callable[..., Any]]:
         "calibrate": model_tools.calibrate,
         "import-openfwi": import_openfwi,
         "forward": forward,
+        "pseudo-label": pseudo_label,
     }

@@ -65,3 +65,30 @@ def test_refined_submission_from_a_bundle(tmp_path: Path) -> None:
     values = np.array([row[1:] for row in rows[1:]], dtype=np.float32)
     assert values.min() >= 1500 and values.max() <= 4500
     assert np.allclose(values, values[:, :1])  # the flat prior's laterally constant rows
+
+
+def test_pseudo_labels_become_training_data(tmp_path: Path) -> None:
+    from fwi.data.formats import discover_pairs
+    from fwi.pseudo_labels import write_pseudo_labels
+
+    task = VelocityInversionTask(model="inversionnet", model_args={"width": 0.125})
+    task.seismic_low.fill_(-27.0)
+    task.seismic_high.fill_(53.0)
+    bundle = export_bundle(task, tmp_path / "bundle")
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    for index in range(3):
+        true = torch.as_tensor(velocity_model("FlatVel-A", np.random.default_rng(index))).float()
+        np.save(test_dir / f"{index}.npy", forward_model(true.reshape(1, 70, 70))[0].numpy())
+    out = tmp_path / "pseudo"
+    write_pseudo_labels(bundle, test_dir, out, "flatvel_a", samples_per_file=2)
+    pairs = discover_pairs(out)
+    assert [p.family for p in pairs] == ["FlatVel-A", "FlatVel-A"] and sum(p.count for p in pairs) == 3
+    maps = np.concatenate([np.load(out / "predictions" / f"model{n}.npy") for n in (1, 2)])
+    with torch.no_grad():
+        expected = task.eval()(torch.from_numpy(np.stack([np.load(test_dir / f"{i}.npy") for i in range(3)])))
+    np.testing.assert_allclose(maps, expected.numpy(), atol=1e-3)  # the model's own predictions
+    gathers = np.load(out / "FlatVel-A/data/data1.npy")
+    np.testing.assert_allclose(gathers[0], forward_model(torch.from_numpy(maps[0]))[0].numpy(), atol=1e-4)
+    with pytest.raises(UserInputError, match="unknown OpenFWI family 'Lunar-A'"):
+        write_pseudo_labels(bundle, test_dir, tmp_path / "other", "Lunar-A")

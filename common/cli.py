@@ -93,12 +93,18 @@ def _dispatch(args: Sequence[str] | None) -> None:
 
         run_commands({"export": export_checkpoint}, argv, prog="mtl", as_positional=True)
         return
+    if argv and argv[0] == "serve":
+        from common.serving.server import serve
+
+        run_commands({"serve": serve}, argv, prog="mtl", as_positional=True)
+        return
     if argv and argv[0] in groups:
         run_commands(load_domain_commands(groups[argv[0]]), argv[1:], prog=f"mtl {argv[0]}")
         return
     if argv and argv[0] in ("-h", "--help"):
         print(
-            "Extra verbs: mtl export CKPT --out DIR; " + ", ".join(f"mtl {g} --help" for g in sorted(groups))
+            "Extra verbs: mtl export CKPT --out DIR; mtl serve BUNDLE [--port 8000]; "
+            + ", ".join(f"mtl {g} --help" for g in sorted(groups))
         )
     from common.training_cli import MtlCLI
 

@@ -84,7 +84,7 @@ class VelocityHandler(ServingHandler):
             return {
                 "units": "m/s",
                 "shape": list(velocity.shape),
-                "velocity": np.round(velocity, 2).tolist(),
+                "velocity": np.round(velocity.astype(np.float64), 2).tolist(),
             }
 
         return Work(samples, finish)

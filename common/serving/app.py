@@ -176,7 +176,9 @@ async def payload_of(request: Request, endpoint: Endpoint, limit: int) -> Payloa
     raise RequestError("content-type", f"one of {accepted}", repr(content_type or "none"), 415)
 
 
-async def _multipart_file(request: Request, body: bytes, endpoint: Endpoint, query: dict[str, str]) -> Payload:
+async def _multipart_file(
+    request: Request, body: bytes, endpoint: Endpoint, query: dict[str, str]
+) -> Payload:
     from starlette.datastructures import UploadFile
 
     async def replay() -> dict[str, Any]:

@@ -23,11 +23,11 @@ def read_npy(payload: Payload, expected: str) -> np.ndarray:
         if "pickle" in str(error).lower():
             raise RequestError(payload.field, expected, "an object array (needs pickle; refused)") from None
         raise RequestError(
-            payload.field, f"a .npy file holding {expected}", f"a damaged .npy ({error})", 400
+            payload.field, f"a .npy file holding {expected}", f"a truncated or damaged .npy ({error})", 400
         ) from None
     except (OSError, EOFError) as error:
         raise RequestError(
-            payload.field, f"a .npy file holding {expected}", f"a truncated .npy ({error})", 400
+            payload.field, f"a .npy file holding {expected}", f"a truncated or damaged .npy ({error})", 400
         ) from None
     return array
 
@@ -44,11 +44,17 @@ def read_npz(payload: Payload, required_any: Sequence[str], expected: str) -> di
         if "pickle" in str(error).lower():
             raise RequestError(payload.field, expected, "an object array (needs pickle; refused)") from None
         raise RequestError(
-            payload.field, f"an .npz archive holding {expected}", f"a damaged .npz ({error})", 400
+            payload.field,
+            f"an .npz archive holding {expected}",
+            f"a truncated or damaged .npz ({error})",
+            400,
         ) from None
     except (OSError, EOFError, zipfile.BadZipFile) as error:
         raise RequestError(
-            payload.field, f"an .npz archive holding {expected}", f"a damaged .npz ({error})", 400
+            payload.field,
+            f"an .npz archive holding {expected}",
+            f"a truncated or damaged .npz ({error})",
+            400,
         ) from None
     if not any(key in arrays for key in required_any):
         raise RequestError(

@@ -22,7 +22,11 @@ def fwi_bundle(out: Path) -> Path:
     from fwi.task import VelocityInversionTask
 
     torch.manual_seed(0)
-    return export_bundle(VelocityInversionTask(model="inversionnet", model_args={"width": 0.125}), out)
+    task = VelocityInversionTask(model="inversionnet", model_args={"width": 0.125})
+    # The raw-amplitude range FwiDataModule would have measured on training files.
+    task.seismic_low.fill_(-25.0)
+    task.seismic_high.fill_(45.0)
+    return export_bundle(task, out)
 
 
 def roofnet_bundle(out: Path) -> Path:
@@ -42,7 +46,9 @@ def housebrain_bundle(out: Path, model_dir: Path) -> Path:
 
     torch.manual_seed(0)
     ensure_tiny_llama(model_dir, samples=80)
-    task = HouseDesignSFT(model_path=str(model_dir), lora_r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    task = HouseDesignSFT(
+        model_path=str(model_dir), lora_r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]
+    )
     return export_bundle(task, out)
 
 

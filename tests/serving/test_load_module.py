@@ -44,11 +44,11 @@ def test_bundle_and_checkpoint_give_the_same_module_in_eval_mode(tmp_path: Path)
 def test_what_is_not_a_model_is_named(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not found"):
         load_module(tmp_path / "missing.ckpt")
-    with pytest.raises(ExportError, match="no bundle.json"):
+    with pytest.raises(ExportError, match=r"no bundle\.json"):
         load_module(tmp_path)
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"\x00not a checkpoint" * 10)
-    with pytest.raises(CheckpointError, match="garbage.ckpt"):
+    with pytest.raises(CheckpointError, match=r"garbage\.ckpt"):
         load_module(garbage)
     nameless = tmp_path / "nameless.ckpt"
     torch.save({"state_dict": {}}, nameless)

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.export import load_module
 from common.serving import Endpoint, Payload, RequestError, ServingHandler, Work
 from common.serving.decoding import check_dtype, check_finite, read_npy
 
@@ -25,9 +24,6 @@ NPY_TYPES = ("application/octet-stream", "application/x-npy")
 
 class VelocityHandler(ServingHandler):
     domain = "fwi"
-
-    def load(self) -> None:
-        self.task = load_module(self.bundle)
 
     def endpoints(self) -> list[Endpoint]:
         return [
@@ -55,7 +51,7 @@ class VelocityHandler(ServingHandler):
         from fwi.submission import predict_velocity
 
         seismic = torch.from_numpy(np.stack([sample for sample, _ in items]))
-        return list(predict_velocity(self.task, seismic, tta=items[0][1]).numpy())
+        return list(predict_velocity(self.module, seismic, tta=items[0][1]).numpy())
 
     def decode(self, payload: Payload) -> Work:
         tta = payload.query_value("tta", bool, False)

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.export import load_module
 from common.serving import Endpoint, Payload, RequestError, ServingHandler, Work
 from common.serving.decoding import read_npz
 
@@ -22,9 +21,6 @@ NPZ_TYPES = ("application/octet-stream", "application/zip", "application/x-npz")
 
 class LandCoverHandler(ServingHandler):
     domain = "landcover"
-
-    def load(self) -> None:
-        self.task = load_module(self.bundle)
 
     def endpoints(self) -> list[Endpoint]:
         return [
@@ -46,11 +42,11 @@ class LandCoverHandler(ServingHandler):
         ]
 
     def metadata(self) -> dict[str, Any]:
-        return {"bands": list(self.task.bands), "classes": list(self.task.class_names)}
+        return {"bands": list(self.module.bands), "classes": list(self.module.class_names)}
 
     def predict_batch(self, items: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
-            probabilities = torch.softmax(self.task(torch.from_numpy(np.stack(items))), dim=1)
+            probabilities = torch.softmax(self.module(torch.from_numpy(np.stack(items))), dim=1)
         return list(probabilities.numpy())
 
     def decode(self, payload: Payload) -> Work:
@@ -64,14 +60,14 @@ class LandCoverHandler(ServingHandler):
         arrays = read_npz(payload, ("image", "images"), "image (C, H, W) or images (N, C, H, W)")
         batched = "images" in arrays
         stored = arrays["images"] if batched else arrays["image"]
-        check_image(stored, payload.field, self.task.bands, batched=batched)
-        check_bands(arrays.get("bands"), payload.field, self.task.bands)
+        check_image(stored, payload.field, self.module.bands, batched=batched)
+        check_bands(arrays.get("bands"), payload.field, self.module.bands)
         patches = [conversion(patch, payload.field) for patch in (stored if batched else [stored])]
         for index, patch in enumerate(patches):
             if np.isnan(patch).all():
                 where = f"{payload.field}: images[{index}]" if batched else f"{payload.field}: image"
                 raise RequestError(where, "some valid pixels (NaN marks no data)", "only no-data pixels")
-        classes = list(self.task.class_names)
+        classes = list(self.module.class_names)
 
         def finish(outputs: list[np.ndarray]) -> dict[str, Any]:
             predictions = [

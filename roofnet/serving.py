@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.export import load_module
 from common.serving import Endpoint, Payload, RequestError, ServingHandler, Work
 from roofnet.data.formats import RoofDataError
 
@@ -39,9 +38,6 @@ def prediction_arrays(outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]
 
 class RoofHandler(ServingHandler):
     domain = "roofnet"
-
-    def load(self) -> None:
-        self.task = load_module(self.bundle)
 
     def endpoints(self) -> list[Endpoint]:
         return [
@@ -69,7 +65,7 @@ class RoofHandler(ServingHandler):
 
     def predict_batch(self, items: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
         with torch.no_grad():
-            arrays = prediction_arrays(self.task(torch.stack(items)))
+            arrays = prediction_arrays(self.module(torch.stack(items)))
         return [{name: array[i] for name, array in arrays.items()} for i in range(len(items))]
 
     def decode(self, payload: Payload) -> Work:

@@ -135,8 +135,11 @@ class ServingHandler:
         self.manifest = dict(manifest)
 
     def load(self) -> None:
-        """Load the model (called once, off the event loop)."""
-        raise NotImplementedError
+        """Load the model (called once, off the event loop): by default the bundle's LightningModule,
+        in eval mode, as `self.module` (`common.export.load_module`)."""
+        from common.export import load_module
+
+        self.module = load_module(self.bundle)
 
     def endpoints(self) -> list[Endpoint]:
         raise NotImplementedError

@@ -15,7 +15,9 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from common.serving.app import ServerSettings, handler_class_for, read_manifest
 
@@ -62,13 +64,13 @@ def serve(
     bundle: Path,
     host: str = "127.0.0.1",
     port: int = 8000,
-    workers: int = 1,
-    max_batch_size: int = 16,
-    batch_wait_ms: float = 5.0,
-    timeout: float = 30.0,
-    max_queue: int = 64,
-    max_request_mb: float = 32.0,
-    log_level: str = "info",
+    workers: PositiveInt = 1,
+    max_batch_size: PositiveInt = 16,
+    batch_wait_ms: NonNegativeFloat = 5.0,
+    timeout: PositiveFloat = 30.0,
+    max_queue: PositiveInt = 64,
+    max_request_mb: PositiveFloat = 32.0,
+    log_level: Literal["debug", "info", "warning", "error"] = "info",
 ) -> None:
     """Serve an export bundle over HTTP (OpenAPI schema at /docs; /healthz, /readyz, /v1/model).
 
@@ -94,11 +96,6 @@ def serve(
         max_queue=max_queue,
         max_request_bytes=int(max_request_mb * 1024 * 1024),
     )
-    if workers < 1 or max_batch_size < 1 or max_queue < 1 or timeout <= 0 or max_request_mb <= 0:
-        raise ValueError(
-            "mtl serve: --workers, --max_batch_size and --max_queue must be >= 1, --timeout and "
-            f"--max_request_mb > 0; got {workers}, {max_batch_size}, {max_queue}, {timeout}, {max_request_mb}"
-        )
     # Refuse a wrong bundle here, with one line, rather than in every worker.
     handler_class_for(read_manifest(bundle), bundle)
     os.environ["MTL_SERVE_SETTINGS"] = settings.to_json()

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import yaml
 
 from tests.conftest import REPO
 from tests.serving.bundles import landcover_bundle
@@ -93,16 +94,22 @@ def serve_with_entrypoint(source: Path, venv: Path, bundle: Path) -> None:
         server.wait(timeout=15)
 
 
-def test_install_and_entrypoint_on_a_fresh_directory(tmp_path: Path) -> None:
+def install_without_deps(tmp_path: Path) -> tuple[Path, Path]:
+    """`install.sh project` from a fresh copy of the source into a fresh environment that sees this
+    checkout's installed dependencies (a `.pth` file): (source, venv)."""
     source = fresh_source(tmp_path / "src")
     venv = tmp_path / "venv"
     subprocess.run([sys._base_executable, "-m", "venv", str(venv)], check=True)
     site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
     (site / "checkout_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-
     env = clean_env(MTL_SRC=str(source), MTL_VENV=str(venv), MTL_INSTALL_DEPS="0")
     installed = run_step("project", env, cwd=source)
     assert f"mtl installed in {venv}" in installed.stdout
+    return source, venv
+
+
+def test_install_and_entrypoint_on_a_fresh_directory(tmp_path: Path) -> None:
+    source, venv = install_without_deps(tmp_path)
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import common.serving; print(common.serving.__file__)"],
         cwd=tmp_path,
@@ -118,19 +125,30 @@ def test_install_and_entrypoint_on_a_fresh_directory(tmp_path: Path) -> None:
     )
     assert bad_step.returncode == 2 and "expected one step" in bad_step.stderr
 
+    entrypoint = ["sh", str(source / "docker" / "entrypoint.sh")]
     env = clean_env(MTL_VENV=str(venv), MTL_BUNDLE=str(tmp_path / "nothing"))
-    missing = subprocess.run(
-        ["sh", str(source / "docker" / "entrypoint.sh")], env=env, capture_output=True, text=True
-    )
+    missing = subprocess.run(entrypoint, env=env, capture_output=True, text=True)
     assert missing.returncode == 2 and "no bundle.json" in missing.stderr
-    command = subprocess.run(
-        ["sh", str(source / "docker" / "entrypoint.sh"), "mtl", "serve", "--help"],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    command = subprocess.run([*entrypoint, "mtl", "serve", "--help"], env=env, capture_output=True, text=True)
     assert command.returncode == 0 and "--max_batch_size" in command.stdout
 
+    # The command the container runs, with the environment's settings and the options given to `docker run`.
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "bundle.json").write_text('{"class_path": "landcover.task.LandCoverTask", "init_args": {}}')
+    env = clean_env(MTL_VENV=str(venv), MTL_BUNDLE=str(bundle), MTL_PORT="9123", MTL_WORKERS="3")
+    printed = subprocess.run(
+        [*entrypoint, "--max_batch_size", "4", "--print_config"], env=env, capture_output=True, text=True
+    )
+    assert printed.returncode == 0, printed.stderr
+    config = yaml.safe_load(printed.stdout)
+    assert (config["bundle"], config["host"], config["port"]) == (str(bundle), "0.0.0.0", 9123)
+    assert (config["workers"], config["max_batch_size"]) == (3, 4)
+
+
+@pytest.mark.slow
+def test_entrypoint_serves_a_bundle(tmp_path: Path) -> None:
+    source, venv = install_without_deps(tmp_path)
     serve_with_entrypoint(source, venv, landcover_bundle(tmp_path / "bundle"))
 
 

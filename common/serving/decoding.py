@@ -23,8 +23,7 @@ def read_npz(payload: Payload, required_any: Sequence[str], expected: str) -> di
     """The arrays of a `.npz` body; at least one of `required_any` must be present."""
     if not zipfile.is_zipfile(io.BytesIO(payload.data)):
         raise RequestError(payload.field, f"an .npz archive holding {expected}", _what(payload.data), 400)
-    with _load(payload, f"an .npz archive holding {expected}", expected) as archive:
-        arrays = {key: archive[key] for key in archive.files}
+    arrays = _load(payload, f"an .npz archive holding {expected}", expected)
     if not any(key in arrays for key in required_any):
         raise RequestError(
             payload.field,
@@ -34,12 +33,13 @@ def read_npz(payload: Payload, required_any: Sequence[str], expected: str) -> di
     return arrays
 
 
-def _load(payload: Payload, container: str, expected: str):
+def _load(payload: Payload, container: str, expected: str) -> np.ndarray | dict[str, np.ndarray]:
     """`np.load` without pickle; a damaged file is a 400, an object array a 422, both naming the field."""
     try:
         loaded = np.load(io.BytesIO(payload.data), allow_pickle=False)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            loaded.zip.testzip()  # CRC of every member: a cut-off archive fails here, not half-way
+        if isinstance(loaded, np.lib.npyio.NpzFile):  # members are read lazily: read them all here
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}
         return loaded
     except ValueError as error:
         if "pickle" in str(error).lower():

@@ -145,32 +145,6 @@ def test_roofnet_rasters_keep_the_georeference(roofnet_server: Server) -> None:
                     assert set(np.unique(raster.read(1)).tolist()) <= {0, 1}
 
 
-def test_limits_answer_413_503_504_and_the_server_recovers(
-    fwi_server: Server, roofnet_server: Server
-) -> None:
-    too_large = post_file(fwi_server, npy_bytes(seismic(4)))  # 5.6 MB over the 4 MiB limit
-    assert too_large.status_code == 413 and too_large.json()["field"] == "body"
-
-    # Two requests in progress at most: of twelve concurrent ones, those beyond two are refused with 503.
-    image = geotiff_bytes(128, 128, seed=1)
-    with ThreadPoolExecutor(12) as pool:
-        answers = list(pool.map(lambda _: post_file(roofnet_server, image, field="image"), range(12)))
-    statuses = sorted(a.status_code for a in answers)
-    assert 503 in statuses and 200 in statuses, statuses
-    busy = next(a for a in answers if a.status_code == 503)
-    assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
-
-    # A 2048 x 2048 image in 32-pixel windows is 4096 forward passes one by one: past the 5 s timeout.
-    slow = post_file(
-        roofnet_server, geotiff_bytes(2048, 2048), field="image", params={"window": 32, "overlap": 0}
-    )
-    assert slow.status_code == 504 and "timeout" in slow.json()["error"]
-
-    assert httpx.get(f"{roofnet_server.url}/healthz").status_code == 200
-    again = post_file(roofnet_server, image, field="image")
-    assert again.status_code == 200, again.text
-
-
 BATTERY = [
     # (server, path, request, status, the field the message must name)
     (
@@ -289,3 +263,29 @@ def test_bad_requests_get_4xx_naming_the_field_and_the_server_stays_up(servers: 
     assert post_file(servers["landcover"], npz_bytes(image=patch())).status_code == 200
     assert post_file(servers["fwi"], npy_bytes(seismic())).status_code == 200
     assert post_file(servers["roofnet"], geotiff_bytes(64, 64), field="image").status_code == 200
+
+
+def test_limits_answer_413_503_504_and_the_server_recovers(
+    fwi_server: Server, roofnet_server: Server
+) -> None:
+    too_large = post_file(fwi_server, npy_bytes(seismic(4)))  # 5.6 MB over the 4 MiB limit
+    assert too_large.status_code == 413 and too_large.json()["field"] == "body"
+
+    # Two requests in progress at most: of twelve concurrent ones, those beyond two are refused with 503.
+    image = geotiff_bytes(128, 128, seed=1)
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: post_file(roofnet_server, image, field="image"), range(12)))
+    statuses = sorted(a.status_code for a in answers)
+    assert 503 in statuses and 200 in statuses, statuses
+    busy = next(a for a in answers if a.status_code == 503)
+    assert busy.headers["retry-after"] == "1" and "busy" in busy.json()["error"]
+
+    # A 2048 x 2048 image in 32-pixel windows is 4096 forward passes one by one: past the 5 s timeout.
+    slow = post_file(
+        roofnet_server, geotiff_bytes(2048, 2048), field="image", params={"window": 32, "overlap": 0}
+    )
+    assert slow.status_code == 504 and "timeout" in slow.json()["error"]
+
+    assert httpx.get(f"{roofnet_server.url}/healthz").status_code == 200
+    again = post_file(roofnet_server, image, field="image")
+    assert again.status_code == 200, again.text

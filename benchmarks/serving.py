@@ -112,13 +112,18 @@ def run_load(domain: str, bundle: Path, clients: int, requests: int, batch: int,
         sampler = threading.Thread(target=peak_rss_sampler, args=(server.pid, stop, peak), daemon=True)
         sampler.start()
 
+        generation: list[float] = []  # housebrain: the model's own time per design, without queueing
+
         def client(_: int) -> list[tuple[float, int]]:
             results = []
             with httpx.Client(timeout=180) as http:
                 for _ in range(requests):
                     start = time.perf_counter()
                     try:
-                        status = http.post(f"{url}{path}", **spec).status_code
+                        answer = http.post(f"{url}{path}", **spec)
+                        status = answer.status_code
+                        if status == 200 and path == "/v1/designs":
+                            generation.append(answer.json()["generation_seconds"])
                     except httpx.HTTPError:
                         status = 0
                     results.append((time.perf_counter() - start, status))
@@ -141,6 +146,7 @@ def run_load(domain: str, bundle: Path, clients: int, requests: int, batch: int,
     mean_batch = sum(k * v for k, v in sizes.items()) / max(1, sum(sizes.values()))
     return {
         "domain": domain,
+        "clients": clients,
         "max_batch_size": batch,
         "requests": len(results),
         "requests_per_s": len(results) / elapsed,
@@ -150,6 +156,7 @@ def run_load(domain: str, bundle: Path, clients: int, requests: int, batch: int,
         "errors": errors,
         "peak_rss_mb": peak[0] / 2**20,
         "mean_batch": mean_batch,
+        "generation_s": float(np.mean(generation)) if generation else None,
     }
 
 
@@ -167,7 +174,10 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=50, help="per client")
-    parser.add_argument("--housebrain_requests", type=int, default=3, help="per client (generation is slow)")
+    parser.add_argument(
+        "--housebrain_clients", type=int, default=1, help="designs are generated one at a time"
+    )
+    parser.add_argument("--housebrain_requests", type=int, default=4, help="per client (generation is slow)")
     parser.add_argument("--batch", type=int, default=16, help="max_batch_size of the batched runs")
     parser.add_argument("--domains", nargs="+", default=[*VISION, "housebrain"])
     parser.add_argument("--bundle", action="append", default=[], help="DOMAIN=PATH, instead of a tiny bundle")
@@ -178,10 +188,11 @@ def main() -> None:
         root = Path(tmp)
         for domain in args.domains:
             bundle = Path(given[domain]) if domain in given else tiny_bundle(domain, root)
+            clients = args.clients if domain in VISION else args.housebrain_clients
             requests = args.requests if domain in VISION else args.housebrain_requests
             runs = [1, args.batch] if domain in VISION else [1]
             results = [
-                run_load(domain, bundle, args.clients, requests, batch, root / f"{domain}-{batch}.log")
+                run_load(domain, bundle, clients, requests, batch, root / f"{domain}-{batch}.log")
                 for batch in runs
             ]
             for result in results:
@@ -198,7 +209,7 @@ def main() -> None:
     for r in rows:
         speedup = f"{r['speedup']:.2f}x" if "speedup" in r else ""
         print(
-            f"| {r['domain']} | {r['max_batch_size']} | {r['requests']} | {r['requests_per_s']:.1f} | "
+            f"| {r['domain']} | {r['clients']} | {r['max_batch_size']} | {r['requests']} | {r['requests_per_s']:.1f} | "
             f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | "
             f"{r['peak_rss_mb']:.0f} | {r['mean_batch']:.1f} | {speedup} |"
         )

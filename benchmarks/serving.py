@@ -203,9 +203,10 @@ def main() -> None:
             rows += results
     print()
     print(
-        "| domain | max_batch_size | requests | req/s | p50 ms | p95 ms | p99 ms | errors | peak RSS MB | mean batch | speed-up vs batch 1 |"
+        "| domain | clients | max_batch_size | requests | req/s | p50 ms | p95 ms | p99 ms | errors "
+        "| peak RSS MB | mean batch | speed-up vs batch 1 |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         speedup = f"{r['speedup']:.2f}x" if "speedup" in r else ""
         print(
@@ -213,9 +214,10 @@ def main() -> None:
             f"{r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['p99_ms']:.0f} | {r['errors']} | "
             f"{r['peak_rss_mb']:.0f} | {r['mean_batch']:.1f} | {speedup} |"
         )
-    print(
-        f"\n{args.clients} concurrent clients; machine: {os.cpu_count()} CPU cores, load {os.getloadavg()[0]:.1f}"
-    )
+    for r in rows:
+        if r["generation_s"] is not None:
+            print(f"{r['domain']}: {r['generation_s']:.2f} s of generation per design (mean)")
+    print(f"machine: {os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class ServerSettings:
 
     bundle: str
     max_batch_size: int = 16
-    batch_wait_ms: float = 5.0
+    batch_wait_ms: float = 0.0
     timeout_s: float = 30.0
     max_queue: int = 64
     max_request_bytes: int = 32 * 1024 * 1024

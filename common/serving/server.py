@@ -66,7 +66,7 @@ def serve(
     port: int = 8000,
     workers: PositiveInt = 1,
     max_batch_size: PositiveInt = 16,
-    batch_wait_ms: NonNegativeFloat = 5.0,
+    batch_wait_ms: NonNegativeFloat = 0.0,
     timeout: PositiveFloat = 30.0,
     max_queue: PositiveInt = 64,
     max_request_mb: PositiveFloat = 32.0,
@@ -80,7 +80,7 @@ def serve(
         port: TCP port.
         workers: server processes, each with its own copy of the model.
         max_batch_size: items (patches, windows, shot gathers) per forward pass; 1 turns dynamic batching off.
-        batch_wait_ms: how long the first item of a batch waits for others.
+        batch_wait_ms: how long the first item of a batch waits for others (0: take what is queued).
         timeout: seconds a request may take before it is answered 504.
         max_queue: requests in progress per worker before new ones are answered 503.
         max_request_mb: largest request body in MiB (413 above it).

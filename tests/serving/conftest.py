@@ -79,12 +79,14 @@ class Server:
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server]]:
-    """landcover (batches of 8), fwi (4 MiB body limit), roofnet (2 requests in progress at most, 5 s
+    """landcover (batches of 8, waiting 20 ms for company so that concurrent requests share them), fwi (4 MiB body limit), roofnet (2 requests in progress at most, 5 s
     timeout, no batching so that a large image is reliably slow), started together."""
     root = tmp_path_factory.mktemp("serving")
     started = {
         "landcover": Server(
-            landcover_bundle(root / "landcover"), ["--max_batch_size", "8"], root / "landcover.log"
+            landcover_bundle(root / "landcover"),
+            ["--max_batch_size", "8", "--batch_wait_ms", "20"],
+            root / "landcover.log",
         ),
         "fwi": Server(fwi_bundle(root / "fwi"), ["--max_request_mb", "4"], root / "fwi.log"),
         "roofnet": Server(

@@ -48,3 +48,10 @@ benchmarks: install
 
 clean:
 	rm -rf $(VENV) runs .cache .pytest_cache
+
+# Container image of `mtl serve`: `make image` (CPU) or `make image VARIANT=cuda`; needs Docker.
+VARIANT ?= cpu
+IMAGE ?= mtl-serve
+.PHONY: image
+image:
+	docker build -f $(if $(filter cuda,$(VARIANT)),Dockerfile.cuda,Dockerfile) -t $(IMAGE):$(VARIANT) .

@@ -159,12 +159,17 @@ def _dispatch(args: Sequence[str] | None) -> None:
 
         run_platform_verb(platform_verb, argv[1:])
         return
+    if argv and argv[0] == "serve":
+        from common.serving.server import serve
+
+        run_commands({"serve": serve}, argv, prog="mtl", as_positional=True)
+        return
     if argv and argv[0] in groups:
         run_commands(load_domain_commands(groups[argv[0]]), argv[1:], prog=f"mtl {argv[0]}")
         return
     if argv and argv[0] in ("-h", "--help"):
         print(
-            "Extra verbs: mtl export CKPT --out DIR; mtl curves|lr-find|sweep|runs --help; "
+            "Extra verbs: mtl export CKPT --out DIR; mtl serve BUNDLE [--port 8000]; mtl curves|lr-find|sweep|runs --help; "
             + ", ".join(f"mtl {g} --help" for g in sorted(groups))
         )
     from common.training_cli import MtlCLI

@@ -410,3 +410,36 @@ def export_checkpoint(
     )
     print(f"exported {checkpoint} -> {out_dir}")
     return out_dir
+
+
+def load_module(path: str | Path, map_location: str = "cpu") -> LightningModule:
+    """The trained LightningModule in eval mode, from an export bundle directory or a `.ckpt` of `mtl fit`.
+
+    A checkpoint is read with `weights_only=True` (`common.checkpoint.read_checkpoint`); its module
+    class comes from the run's `config.yaml` (`<run>/checkpoints/x.ckpt` -> `<run>/config.yaml`) or,
+    without one, from the `_class_path` LightningCLI stores in the hyperparameters.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return load_bundle(path, map_location=map_location)
+    if not path.exists():
+        raise ExportError(f"{path}: not found; expected an export bundle directory or a .ckpt file")
+    state = read_checkpoint(path, map_location=map_location)
+    candidate = path.resolve().parent.parent / "config.yaml"
+    model_config = (
+        model_config_from_run(yaml.safe_load(candidate.read_text())) if candidate.is_file() else None
+    )
+    if model_config is None:
+        hparams = dict(state.get("hyper_parameters") or {})
+        if "_class_path" not in hparams:
+            raise ExportError(
+                f"{path}: cannot tell which LightningModule it belongs to: no config.yaml beside the run "
+                "and no `_class_path` in its hyperparameters"
+            )
+        hparams.pop("_instantiator", None)
+        model_config = {"class_path": hparams.pop("_class_path"), "init_args": hparams}
+    if "state_dict" not in state:
+        raise ExportError(f"{path}: a checkpoint without 'state_dict'; found keys {sorted(state)[:8]}")
+    module = build_module(model_config)
+    module.load_state_dict(state["state_dict"], strict=True)
+    return module.eval()

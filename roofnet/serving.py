@@ -4,7 +4,9 @@ The image (GeoTIFF, PNG or JPEG; multipart field `image` or the raw body) is cut
 overlapping windows as `mtl predict` (`PredictionWindows`), the windows of all concurrent requests
 go through the dynamic batcher, and `PredictionRasterWriter` stitches them into GeoTIFFs carrying
 the input's CRS and transform. The response is JSON: one base64 GeoTIFF per output (segments,
-superstructures, building, lines, height). Roofnet has no vector export yet, so `polygons` is null.
+superstructures, building, lines, height, pitch) and `polygons`, the GeoJSON of `mtl roofnet vectorize`
+(buildings, roof segments with azimuth, pitch and area, superstructures, lines), or null with a note when
+the upload has no metric pixel size (a PNG or JPEG).
 """
 
 from __future__ import annotations
@@ -22,18 +24,6 @@ from roofnet.data.formats import RoofDataError
 
 IMAGE_TYPES = ("image/tiff", "image/png", "image/jpeg", "application/octet-stream")
 SUFFIXES = {b"II*\x00": ".tif", b"MM\x00*": ".tif", b"\x89PNG": ".png", b"\xff\xd8\xff": ".jpg"}
-
-
-def prediction_arrays(outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Head outputs of `RoofTask` -> the rasters `PredictionRasterWriter` writes (as `RoofTask.predict_step`)."""
-    arrays = {
-        "segments": outputs["segments"].argmax(1).to(torch.uint8),
-        "superstructures": outputs["superstructures"].argmax(1).to(torch.uint8),
-        "building": (outputs["building"] > 0).to(torch.uint8),
-        "lines": (torch.sigmoid(outputs["lines"]) * 255).round().to(torch.uint8),
-        "height": outputs["height"].float(),
-    }
-    return {name: array.cpu().numpy() for name, array in arrays.items()}
 
 
 class RoofHandler(ServingHandler):
@@ -61,11 +51,18 @@ class RoofHandler(ServingHandler):
         ]
 
     def metadata(self) -> dict[str, Any]:
-        return {"outputs": ["segments", "superstructures", "building", "lines", "height"], "polygons": None}
+        return {
+            "outputs": ["segments", "superstructures", "building", "lines", "height", "pitch"],
+            "polygons": "GeoJSON (EPSG:4326) of buildings, roof_segments, superstructures, roof_lines",
+        }
 
     def predict_batch(self, items: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
+        from roofnet.task import prediction_arrays
+
         with torch.no_grad():
-            arrays = prediction_arrays(self.module(torch.stack(items)))
+            arrays = {
+                k: v.cpu().numpy() for k, v in prediction_arrays(self.module(torch.stack(items))).items()
+            }
         return [{name: array[i] for name, array in arrays.items()} for i in range(len(items))]
 
     def decode(self, payload: Payload) -> Work:
@@ -103,12 +100,14 @@ class RoofHandler(ServingHandler):
 
     @staticmethod
     def _rasters(windows, items, outputs, out: Path, window: int) -> dict[str, Any]:
+        from torch.utils.data import default_collate
+
         from roofnet.data.writers import PredictionRasterWriter
 
-        writer = PredictionRasterWriter(out, windows)
+        writer = PredictionRasterWriter(out)
         try:
             for item, output in zip(items, outputs, strict=True):
-                batch = {key: [item[key]] for key in ("file_index", "row", "col", "keep")}
+                batch = default_collate([{k: v for k, v in item.items() if k != "image"}])
                 writer.write(batch, {name: array[None] for name, array in output.items()})
         finally:
             writer.close()
@@ -124,9 +123,23 @@ class RoofHandler(ServingHandler):
             "window": window,
             "format": "GeoTIFF, base64",
             "rasters": rasters,
-            "polygons": None,
-            "note": "roofnet has no vector export yet; polygons are not produced",
+            **_polygons(out, [path.stem for path in writer.sources]),
         }
+
+
+def _polygons(folder: Path, stems: list[str]) -> dict[str, Any]:
+    """The vector export of the rasters as GeoJSON (EPSG:4326, a `layer` field per feature), or why not:
+    areas need a metric pixel size, which a PNG or JPEG upload does not have."""
+    import json
+
+    from roofnet.data.vectors import VectorOptions, vectorize_folder
+
+    target = folder / "roofs.geojson"
+    try:
+        vectorize_folder(folder, target, VectorOptions(), stems=stems)
+    except RoofDataError as error:
+        return {"polygons": None, "note": f"no polygons: {str(error).replace(str(folder), 'the upload')}"}
+    return {"polygons": json.loads(target.read_text())}
 
 
 def _describe(data: bytes) -> str:

@@ -132,8 +132,13 @@ def test_roofnet_rasters_keep_the_georeference(roofnet_server: Server) -> None:
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert (body["height"], body["width"], body["windows"]) == (200, 300, 6)
-    assert set(body["rasters"]) == {"segments", "superstructures", "building", "lines", "height"}
-    assert body["polygons"] is None
+    assert set(body["rasters"]) == {"segments", "superstructures", "building", "lines", "height", "pitch"}
+    polygons = body["polygons"]  # the vector export of the rasters: areas need the projected input's metres
+    assert polygons["type"] == "FeatureCollection"
+    layers = {"buildings", "roof_segments", "superstructures", "roof_lines"}
+    assert all(feature["properties"]["layer"] in layers for feature in polygons["features"])
+    buildings = [f for f in polygons["features"] if f["properties"]["layer"] == "buildings"]
+    assert all(f["properties"]["area_m2"] > 0 for f in buildings)
     with MemoryFile(image) as source_file, source_file.open() as source:
         for name, count in (("building", 1), ("lines", 4), ("height", 1)):
             import base64

@@ -412,13 +412,20 @@ def export_checkpoint(
     return out_dir
 
 
-def load_module(path: str | Path, map_location: str = "cpu") -> LightningModule:
+def load_module(
+    path: str | Path, map_location: str = "cpu", default_class_path: str | None = None
+) -> LightningModule:
     """The trained LightningModule in eval mode, from an export bundle directory or a `.ckpt` of `mtl fit`.
 
-    A checkpoint is read with `weights_only=True` (`common.checkpoint.read_checkpoint`); its module
-    class comes from the run's `config.yaml` (`<run>/checkpoints/x.ckpt` -> `<run>/config.yaml`) or,
-    without one, from the `_class_path` LightningCLI stores in the hyperparameters.
+    The one loader every predict, submit, design and serve verb uses. A bundle may be a local directory
+    or an fsspec URL (`s3://bucket/run/export`). A checkpoint is read with `weights_only=True`
+    (`common.checkpoint.read_checkpoint`); its module class comes from the run's `config.yaml`
+    (`<run>/checkpoints/x.ckpt` -> `<run>/config.yaml`), else from the `_class_path` LightningCLI stores in
+    the hyperparameters, else from `default_class_path` (a domain's own task, for checkpoints written
+    outside `mtl fit`).
     """
+    if "://" in str(path):
+        return load_bundle(str(path), map_location=map_location)
     path = Path(path)
     if path.is_dir():
         return load_bundle(path, map_location=map_location)
@@ -431,6 +438,8 @@ def load_module(path: str | Path, map_location: str = "cpu") -> LightningModule:
     )
     if model_config is None:
         hparams = dict(state.get("hyper_parameters") or {})
+        if "_class_path" not in hparams and default_class_path is not None:
+            hparams["_class_path"] = default_class_path
         if "_class_path" not in hparams:
             raise ExportError(
                 f"{path}: cannot tell which LightningModule it belongs to: no config.yaml beside the run "

@@ -29,21 +29,11 @@ class SubmissionError(UserInputError):
 
 
 def load_task(checkpoint: str | Path, device: str = "cpu"):
-    """A VelocityInversionTask in eval mode from a `.ckpt` of `mtl fit` or an export bundle directory."""
-    from common.export import build_module, load_bundle
+    """A VelocityInversionTask (or ensemble) in eval mode from a `.ckpt` or an export bundle
+    (`common.export.load_module`, the platform's one loader)."""
+    from common.export import load_module
 
-    path = Path(checkpoint)
-    if path.is_dir():
-        return load_bundle(path, map_location="cpu").to(device).eval()
-    from common.checkpoint import read_checkpoint
-
-    state = read_checkpoint(path)
-    hparams = dict(state.get("hyper_parameters") or {})
-    class_path = hparams.pop("_class_path", "fwi.task.VelocityInversionTask")
-    hparams.pop("_instantiator", None)
-    module = build_module({"class_path": class_path, "init_args": hparams})
-    module.load_state_dict(state["state_dict"], strict=True)
-    return module.to(device).eval()
+    return load_module(checkpoint, default_class_path="fwi.task.VelocityInversionTask").to(device).eval()
 
 
 def predict_velocity(task, seismic: torch.Tensor, tta: bool = False) -> torch.Tensor:

@@ -117,7 +117,7 @@ def design(
 
     Args:
         requirements: requirements JSON file (plot, floors, bedrooms, bathrooms, budget, ...).
-        model: export bundle, peft adapter directory, merged model directory or .gguf file.
+        model: export bundle, .ckpt of `mtl fit`, peft adapter directory, merged model directory or .gguf file.
         design_file: draw this design JSON instead of generating one.
         out: output directory.
         max_new_tokens: generation length limit.

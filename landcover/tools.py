@@ -184,7 +184,7 @@ def predict(
     """Classify one split with an exported model; write a CSV of predictions and print the accuracy.
 
     Args:
-        bundle: export bundle directory (e.g. runs/landcover/quickstart/export).
+        bundle: export bundle directory (e.g. runs/landcover/quickstart/export) or a .ckpt of `mtl fit`.
         root: dataset directory (the layouts of `landcover.data.formats`).
         out: CSV to write: source, label, prediction, then one probability column per class.
         split: which split of `root` to classify.
@@ -197,10 +197,10 @@ def predict(
     import numpy as np
     import torch
 
-    from common.export import load_bundle
+    from common.export import load_module
     from landcover.data.datamodule import LandCoverDataModule
 
-    task = load_bundle(bundle)
+    task = load_module(bundle)
     datamodule = LandCoverDataModule(
         root=str(root), bands=task.bands, class_names=task.class_names, units=units, dn_offset=dn_offset
     )
@@ -250,7 +250,7 @@ def map_scene(
     pixel get the map's nodata value 255. The GeoTIFF has a colour table and the class names as tags.
 
     Args:
-        bundle: export bundle directory of a trained model.
+        bundle: export bundle directory of a trained model, or a .ckpt of `mtl fit`.
         scene: multi-band GeoTIFF; bands found by their descriptions or taken in the model's order.
         out: class map GeoTIFF to write (uint8).
         size: window size in scene pixels: the patch size the model was trained on.
@@ -262,11 +262,11 @@ def map_scene(
     import numpy as np
     import torch
 
-    from common.export import load_bundle
+    from common.export import load_module
     from landcover.data.datasets import PixelConversion
     from landcover.data.rasters import MAP_NODATA, SceneWindows
 
-    task = load_bundle(bundle)
+    task = load_module(bundle)
     windows = SceneWindows(scene, size, stride, task.bands)
     conversion = PixelConversion(units=units, dn_offset=dn_offset, nodata="fill")
     classes = np.full(windows.grid, MAP_NODATA, dtype=np.uint8)

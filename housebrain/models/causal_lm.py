@@ -221,8 +221,14 @@ def load_adapter_model(
 
 
 def load_for_inference(path: str | Path) -> tuple[torch.nn.Module, Any]:
-    """(model, tokenizer) from a merged HF directory, a .gguf, a peft adapter directory or an export bundle."""
+    """(model, tokenizer) from a merged HF directory, a .gguf, a peft adapter directory, an export bundle
+    or a `.ckpt` of `mtl fit` (through `common.export.load_module`)."""
     path = Path(path)
+    if path.suffix == ".ckpt":
+        from common.export import load_module
+
+        task = load_module(path)
+        return task.model.eval(), task.tokenizer
     if (path / "adapter" / "adapter_config.json").is_file():
         path = path / "adapter"
     if (path / "adapter_config.json").is_file():

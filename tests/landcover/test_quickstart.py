@@ -48,6 +48,11 @@ def test_quickstart_trains_exports_and_plots_curves(
     assert summary["accuracy"] == pytest.approx(metrics["val/acc"], abs=1e-6)
     rows = (tmp_path / "val.csv").read_text().splitlines()
     assert len(rows) == 1 + summary["samples"] and rows[0].startswith("source,label,prediction,p_water")
+    # The run's checkpoint works as well as the bundle (one loader, common.export.load_module).
+    from_checkpoint = predict(
+        bundle=run / "checkpoints/last.ckpt", root=data, split="val", out=tmp_path / "c.csv"
+    )
+    assert from_checkpoint["accuracy"] == summary["accuracy"]
 
     # A scene tiled from six val patches (as DN, baseline 04.00 offset) and one empty window.
     files = sorted((data / "val").glob("*.npz"))[:6]

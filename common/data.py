@@ -21,7 +21,7 @@ A datamodule fills its datasets (in `setup`) and, where it has them, two hooks; 
   only) calls `prepare_synthetic_data()`, which writes, or finishes writing, the domain's synthetic
   dataset in the real on-disk format into the configured root, and refuses a root that holds other data.
 - The statistics hand-off, one hook: `fitted_statistics()` returns what was fitted on the training split
-  (normalisation, class shares, ...) as a dict of arrays, after `setup("fit")`; `common.task.BaseTask`
+  (normalisation, class shares, ...) as a dict of arrays, after `setup`; `common.task.BaseTask`
   asks for it once and keeps it in buffers of the same names, so checkpoints carry it.
 """
 

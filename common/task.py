@@ -14,7 +14,7 @@ A task fills three hooks and its steps; the base owns what every task needs the 
   before any scheduler but plateau), `plateau_patience`. The schedule is one torch `LambdaLR` over
   `lr_factor`, which holds its end value past the planned total, so a longer resumed run or StagedScaling's
   trial steps never wrap a cosine back up (torch's `CosineAnnealingLR` does) or raise (`OneCycleLR` does).
-- The hand-off of fitted statistics: in `setup("fit")` the base asks the datamodule once for
+- The hand-off of fitted statistics: in `setup` (fit, validate, test) the base asks the datamodule once for
   `fitted_statistics()` (a dict, see `common.data.BaseDataModule`) and gives it to `receive_statistics`,
   which by default copies each entry into the buffer of the same name (shape-checked). A resumed run then
   loads the checkpoint's buffers over them. No task reads datamodule attributes at run time. The
@@ -162,7 +162,9 @@ class BaseTask(LightningModule):
 
     # -- statistics fitted on the training data -------------------------------------------------------
     def setup(self, stage: str) -> None:
-        if stage != "fit" or self._trainer is None:
+        # fit, validate and test: a checkpoint given as ckpt_path is restored after setup, so its
+        # statistics win; without one (an untrained model evaluated) the data's are the right ones.
+        if stage == "predict" or self._trainer is None:
             return
         provider = getattr(self.trainer, "datamodule", None)
         fitted = getattr(provider, "fitted_statistics", None)
@@ -171,7 +173,7 @@ class BaseTask(LightningModule):
             if statistics:
                 self.receive_statistics(statistics)
         summary = getattr(provider, "data_summary", None)
-        text = summary() if callable(summary) else None
+        text = summary() if callable(summary) and stage == "fit" else None
         experiment = getattr(self.logger, "experiment", None)
         if text and hasattr(experiment, "add_text"):
             experiment.add_text("data/summary", text, self.global_step)

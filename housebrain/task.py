@@ -112,14 +112,6 @@ class HouseDesignSFT(BaseTask):
         self.val_loss_mean = MeanMetric()
         self.eval_conversations: list = []
 
-    def setup(self, stage: str) -> None:
-        """The platform's hand-off at fit; `mtl validate`/`test` get the eval prompts the same way."""
-        super().setup(stage)
-        if stage != "fit" and self._trainer is not None:
-            fitted = getattr(getattr(self.trainer, "datamodule", None), "fitted_statistics", None)
-            if callable(fitted):
-                self.receive_statistics(fitted())
-
     def receive_statistics(self, statistics: dict[str, Any]) -> None:
         """The datamodule hands over its eval conversations (the prompts answered by generation) and the
         fingerprint of the tokenizer that encoded its samples, which must be this model's."""

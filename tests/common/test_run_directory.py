@@ -40,3 +40,30 @@ def test_landcover_test_under_two_process_ddp_writes_its_report(mtl, tmp_path: P
     assert "Starting with 2 processes" in output
     report = json.loads((tmp_path / "runs/landcover/quickstart/test_report.json").read_text())
     assert sum(map(sum, report["confusion_matrix"])) == sum(row["support"] for row in report["classes"]) > 0
+
+
+TINY_TESTS = {
+    "fwi": [
+        "--config", str(REPO / "configs/fwi/quickstart.yaml"),
+        "--data.init_args.synthetic_samples", "8", "--data.init_args.synthetic_samples_per_file", "4",
+        "--data.init_args.batch_size", "2", "--model.init_args.model_args", "{width: 0.125}",
+    ],
+    "roofnet": [
+        "--config", str(REPO / "configs/roofnet/quickstart.yaml"),
+        "--data.batch_size", "2", "--data.max_val_samples", "2", "--data.synthetic_samples", "8",
+        "--data.synthetic_image_size", "64", "--data.synthetic_airs_tile_size", "320",
+    ],
+    "housebrain": [
+        "--config", str(REPO / "configs/housebrain/quickstart.yaml"),
+        "--data.init_args.synthetic_samples", "24", "--data.init_args.max_val_samples", "4",
+        "--model.init_args.eval_generate_samples", "0",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.ddp
+@pytest.mark.parametrize("domain", sorted(TINY_TESTS))
+def test_mtl_test_under_two_process_ddp_finishes(mtl, tmp_path: Path, domain: str) -> None:
+    output = mtl(["test", *TINY_TESTS[domain], *DDP, *QUIET], timeout=400).stdout
+    assert "Starting with 2 processes" in output
+    assert "test/" in output  # the test metrics table: both processes got past every collective call

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/fwi_loader.py [--files 4] [--samples-per-file 100] [--reference-samples 8]
 
 Writes `--files` OpenFWI-shaped files (random values; only bytes matter) under a temporary folder and
-their float16 cache (`mtl fwi cache`, what the users' plan trains on), warms the page cache, then
+their float16 cache (`mtl fwi cache`, what float16 recipes train on), warms the page cache, then
 measures, in one run:
   - ours: samples/s through a DataLoader with one worker (batch 32) over every sample, for the float32
     files and for the float16 cache (best of three passes each);

@@ -1,4 +1,4 @@
-"""float16 copies of OpenFWI-layout roots: the users' plan trains on float16 data (half the bytes)."""
+"""float16 copies of OpenFWI-layout roots: float16 training reads half the bytes."""
 
 from __future__ import annotations
 

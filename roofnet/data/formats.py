@@ -1,4 +1,4 @@
-"""Readers and writers for the on-disk layouts of RID, Roofline and AIRS (see shared/DATASETS.md).
+"""Readers and writers for the on-disk layouts of RID, Roofline and AIRS (sources in docs/roofnet.md).
 
     RID       <root>/images_roof_centered_geotiff/<id>.tif            RGB GeoTIFF, EPSG:4326, ~0.10 m pixels
               <root>/masks_segments_reviewed/<id>.png                 uint8 0..15 azimuth, 16 flat, 17 background

@@ -204,3 +204,50 @@ def test_calibrate_verb_on_an_ensemble_bundle(bundles, openfwi_root, tmp_path) -
         assert report["pixels"] == 4 * 70 * 70 and 0 <= report["coverage_1sigma"] <= 1
         assert (tmp_path / method / "reliability.png").stat().st_size > 1000
         assert json.loads((tmp_path / method / "calibration.json").read_text())["method"] == method
+
+
+def write_test_dir(root: Path, directory: Path, count: int = 3) -> torch.Tensor:
+    seismic = torch.from_numpy(np.load(discover_pairs(root)[0].seismic)[:count])
+    directory.mkdir()
+    for i in range(count):
+        np.save(directory / f"oid{i}.npy", seismic[i].numpy())
+    return seismic
+
+
+def test_submit_uncertainty_writes_std_maps_beside_the_csv(bundles, openfwi_root, tmp_path) -> None:
+    from fwi.submission import write_submission
+
+    seismic = write_test_dir(openfwi_root, tmp_path / "test")
+    out = tmp_path / "ens"
+    ensemble(members=[str(b) for b in bundles], out=str(out))
+    plain = write_submission(out, tmp_path / "test", tmp_path / "plain.csv", batch_size=2)
+    with_std = write_submission(out, tmp_path / "test", tmp_path / "sub.csv", batch_size=2, uncertainty=True)
+    assert with_std.read_text() == plain.read_text()  # sigma maps do not change the submission
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "plain.csv",
+        "sub.csv",
+        "sub.csv.std.npz",
+    ]
+    members = [load_bundle(b) for b in bundles]
+    with torch.no_grad():
+        spread = 0.5 * (members[0](seismic) - members[1](seismic)).abs()[:, 0]  # std of two maps
+    with np.load(tmp_path / "sub.csv.std.npz", allow_pickle=False) as stds:
+        assert sorted(stds.files) == ["oid0", "oid1", "oid2"]
+        for i in range(3):
+            sigma = stds[f"oid{i}"]
+            assert sigma.shape == (70, 70) and sigma.dtype == np.float16
+            np.testing.assert_allclose(sigma, spread[i].numpy(), rtol=2e-3, atol=0.1)
+
+    dropout_bundle = bundles[1]  # trace_egnn: Dropout2d in its decoder
+    write_submission(dropout_bundle, tmp_path / "test", tmp_path / "mc.csv", uncertainty=True, mc_passes=3)
+    with np.load(tmp_path / "mc.csv.std.npz", allow_pickle=False) as stds:
+        assert stds["oid0"].astype(np.float32).mean() > 0.1
+
+
+def test_submit_uncertainty_refuses_a_model_without_dropout(mtl, bundles, openfwi_root, tmp_path) -> None:
+    write_test_dir(openfwi_root, tmp_path / "test", count=1)
+    args = ["fwi", "submit", "--checkpoint", bundles[0], "--test_dir", "test", "--out", "sub.csv"]
+    result = mtl([*args, "--uncertainty", "true"], expect_ok=False)
+    assert "mtl: error: --checkpoint" in result.stdout and "has none" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert not any(p.is_file() for p in tmp_path.iterdir())  # no CSV, no partial files

@@ -18,7 +18,9 @@ file: nothing outside the bundle directory is needed to load it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,7 +31,7 @@ from common.errors import UserInputError
 from fwi.data.datasets import mirror_sample
 from fwi.data.normalization import denormalize_velocity, normalize_velocity
 from fwi.refinement import PRIORS, flat_families_mask, refine
-from fwi.task import VELOCITY_SCALE
+from fwi.task import TRAINING_DATA_FILE, VELOCITY_SCALE
 
 METHODS = ("median", "mean", "weighted")
 
@@ -71,6 +73,11 @@ def fit_weights(predictions: torch.Tensor, target: torch.Tensor, steps: int = 30
         loss.backward()
         optimizer.step()
     return torch.softmax(logits.detach(), 0)
+
+
+def _description(module: nn.Module) -> dict[str, Any] | None:
+    describe = getattr(module, "training_data_description", None)
+    return describe() if callable(describe) else None
 
 
 def member_config(module: LightningModule) -> dict[str, Any]:
@@ -157,6 +164,21 @@ class VelocityEnsemble(LightningModule):
 
     def forward(self, seismic: torch.Tensor, family: torch.Tensor | None = None) -> torch.Tensor:
         return self.combine_members(self.member_predictions(seismic, family), family)
+
+    def training_data_description(self) -> dict[str, Any]:
+        """Each member's training data (see `VelocityInversionTask.training_data_description`)."""
+        names = self.hparams.names or [str(i) for i in range(len(self.members))]
+        return {
+            "members": [
+                {"name": name, "training_data": _description(member)}
+                for name, member in zip(names, self.members, strict=True)
+            ]
+        }
+
+    def export_extras(self, directory: str | Path) -> None:
+        """`training_data.json` in the ensemble bundle: the members' descriptions."""
+        text = json.dumps(self.training_data_description(), indent=2, sort_keys=True) + "\n"
+        (Path(directory) / TRAINING_DATA_FILE).write_text(text)
 
     # -- evaluation through `mtl validate` / `mtl test` / `mtl predict` --------------------------------
     def _evaluate(self, batch: Mapping[str, Any], prefix: str) -> None:

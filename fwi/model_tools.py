@@ -23,14 +23,81 @@ def recipe_model_args(recipe: str) -> dict[str, Any] | None:
     return dict(((config.get("model") or {}).get("init_args") or {}).get("model_args") or {})
 
 
-def models(json_out: bool = False) -> list[dict[str, Any]]:
+def training_data_line(description: dict[str, Any] | None) -> str:
+    """One line for a `training_data.json` description (None: not recorded)."""
+    if not description:
+        return "training data not recorded (not fitted through FwiDataModule, or exported before it was)"
+    samples = description.get("samples") or {}
+    used = description.get("samples_used") or {}
+    parts = []
+    for part in ("train", "val", "test"):
+        total = sum((samples.get(part) or {}).values())
+        parts.append(
+            f"{part} {used.get(part, total)}" + ("" if used.get(part, total) == total else f"/{total}")
+        )
+    versions = description.get("generator_version") or {}
+    generator = ", ".join(
+        f"{family} v{v}" if v is not None else f"{family} not generated/unknown"
+        for family, v in sorted(versions.items())
+    )
+    split = description.get("split") or {}
+    return (
+        f"{', '.join(description.get('families') or [])}; samples {', '.join(parts)}; "
+        f"split {split.get('mode')}; generator {generator or '-'}; normalisation "
+        f"{description.get('normalization', '?')} (seismic limits {description.get('seismic_limits')}); "
+        f"root {description.get('root')}"
+    )
+
+
+def bundle_training_data(bundle: str) -> dict[str, Any]:
+    """A bundle's class, model name and `training_data.json` (without loading its weights)."""
+    from common.errors import ExportError
+    from fwi.task import TRAINING_DATA_FILE
+
+    directory = Path(bundle)
+    manifest_path = directory / "bundle.json"
+    if not manifest_path.is_file():
+        raise ExportError(f"--bundle {bundle}: not an export bundle (no bundle.json)")
+    manifest = json.loads(manifest_path.read_text())
+    extra = directory / TRAINING_DATA_FILE
+    description = json.loads(extra.read_text()) if extra.is_file() else None
+    init_args = manifest.get("init_args") or {}
+    return {
+        "bundle": str(directory),
+        "class_path": manifest.get("class_path"),
+        "model": init_args.get("model") or init_args.get("method"),
+        "training_data": description,
+    }
+
+
+def show_bundle(bundle: str, json_out: bool) -> dict[str, Any]:
+    summary = bundle_training_data(bundle)
+    if json_out:
+        print(json.dumps(summary, indent=2))
+        return summary
+    description = summary["training_data"]
+    if description is not None and "members" in description:
+        print(f"{bundle}: ensemble ({summary['model']}) of {len(description['members'])} members")
+        for member in description["members"]:
+            print(f"  {member['name']}: {training_data_line(member['training_data'])}")
+    else:
+        print(f"{bundle}: {summary['model']}: {training_data_line(description)}")
+    return summary
+
+
+def models(json_out: bool = False, bundle: str | None = None) -> list[dict[str, Any]] | dict[str, Any]:
     """List every registered velocity model: parameters at its recipe's and quickstart's size, the input
-    geometry it assumes, the symmetries built in, and the recipes that train it.
+    geometry it assumes, the symmetries built in, and the recipes that train it. With --bundle, what
+    one export bundle was trained on instead (its `training_data.json`).
 
     Args:
         json_out: print JSON instead of a table.
+        bundle: an export bundle directory whose training data to show.
     """
     from fwi.models import MODEL_CARDS, MODELS, build_model, parameter_count
+
+    if bundle is not None:
+        return show_bundle(bundle, json_out)
 
     rows = []
     for name in MODELS:

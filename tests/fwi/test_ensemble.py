@@ -251,3 +251,36 @@ def test_submit_uncertainty_refuses_a_model_without_dropout(mtl, bundles, openfw
     assert "mtl: error: --checkpoint" in result.stdout and "has none" in result.stdout
     assert "Traceback" not in result.stdout
     assert not any(p.is_file() for p in tmp_path.iterdir())  # no CSV, no partial files
+
+
+def test_training_data_travels_through_checkpoints_bundles_and_ensembles(openfwi_root, tmp_path) -> None:
+    from fwi.data import FwiDataModule
+    from fwi.model_tools import bundle_training_data
+
+    data = FwiDataModule(root=str(openfwi_root), num_workers=0, batch_size=2, max_samples=5)
+    data.setup("fit")
+    task = member_task(openfwi_root, "trace_egnn", 0)
+    task.receive_statistics(data.fitted_statistics())
+    described = task.training_data_description()
+    assert described["families"] == ["CurveFault-A", "FlatVel-A"] and described["normalization"] == "global"
+    assert sum(described["samples"]["train"].values()) + sum(described["samples"]["val"].values()) == 20
+    assert described["samples_used"]["train"] == 5  # max_samples
+    member = export_bundle(task, tmp_path / "member")
+    assert json.loads((member / "training_data.json").read_text()) == described
+    assert load_bundle(member).training_data_description() == described  # weights file carries it too
+
+    old_state = {k: v for k, v in task.state_dict().items() if k != "training_data"}
+    fresh = VelocityInversionTask(
+        model="trace_egnn", model_args=MEMBERS["trace_egnn"][0], normalization="global"
+    )
+    fresh.load_state_dict(old_state, strict=True)  # bundles from before the description existed
+    assert fresh.training_data_description() is None
+
+    out = tmp_path / "ens"
+    ensemble(members=[str(member), str(export_bundle(fresh, tmp_path / "old"))], out=str(out))
+    members = json.loads((out / "training_data.json").read_text())["members"]
+    assert members[0]["training_data"] == described and members[1]["training_data"] is None
+    assert load_bundle(out).members[0].training_data_description() == described  # nested lengths differ
+    assert bundle_training_data(str(out))["training_data"]["members"][0]["name"] == str(member)
+    with pytest.raises(ExportError, match=r"--bundle .*not an export bundle"):
+        bundle_training_data(str(tmp_path))

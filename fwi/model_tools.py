@@ -213,12 +213,16 @@ def ensemble(
     max_samples: int | None = None,
     batch_size: int = 8,
     overwrite: bool = False,
+    per_family: bool = True,
 ) -> str:
     """Combine export bundles into one ensemble bundle that `mtl fwi submit` and `load_bundle` take.
 
     Members may differ in architecture and normalisation (each keeps its own). With --val_dir the
     members, the ensemble and its refined version are scored there (MAE m/s, overall and per family,
-    written to the bundle's metrics.json) and --method weighted fits its weights there.
+    written to the bundle's metrics.json) and --method weighted fits its weights there: one global
+    vector, and one per family present (used when an input's family is known; Kaggle test files get
+    the global one). metrics.json has both (`val/weights/<global|Family>/<member>`) and the MAE with
+    the global vector alone (`val/global_weights_mae_ms/...`); all are in-sample on --val_dir.
 
     Args:
         members: export bundle directories, e.g. "[runs/a/export,runs/b/export]".
@@ -231,8 +235,10 @@ def ensemble(
         max_samples: validation samples used (evenly spread; default all).
         batch_size: validation batch size.
         overwrite: replace an existing bundle at --out.
+        per_family: with --method weighted, also fit a weight vector per family in --val_dir.
     """
     from common.export import export_bundle
+    from fwi.data.families import FAMILIES
     from fwi.ensemble import EnsembleError, VelocityEnsemble, combine, fit_weights
 
     destination = Path(out)
@@ -245,7 +251,7 @@ def ensemble(
     modules = load_members(members)
     options = {"names": [str(m) for m in members], "tta": tta, "refine_weight": refine_weight}
     metrics: dict[str, Any] = {}
-    weights = None
+    weights, family_weights = None, None
     if val_dir is not None:
         probe = VelocityEnsemble.from_modules(modules, method="mean", **options)
         maps, target, family = collect(probe, val_dir, max_samples, batch_size, per_member=True)
@@ -253,17 +259,32 @@ def ensemble(
             metrics[f"val/member_mae_ms/{name}"] = mae_by_family(member_map, target, family)["all"]
         if method == "weighted":
             weights = fit_weights(maps, target).tolist()
-    result = VelocityEnsemble.from_modules(modules, method=method, weights=weights, refine=refine, **options)
+            if per_family:
+                family_weights = {
+                    FAMILIES[index]: fit_weights(maps[:, family == index], target[family == index]).tolist()
+                    for index in family.unique().tolist()
+                    if index >= 0
+                }
+            for label, vector in {"global": weights, **(family_weights or {})}.items():
+                for name, weight in zip(members, vector, strict=True):
+                    metrics[f"val/weights/{label}/{name}"] = weight
+    result = VelocityEnsemble.from_modules(
+        modules, method=method, weights=weights, family_weights=family_weights, refine=refine, **options
+    )
     if val_dir is not None:
-        combined = combine(maps, method, result.weights)
+        combined = result.combine_predictions(maps, family)
         for key, value in mae_by_family(combined, target, family).items():
             metrics[f"val/ensemble_mae_ms/{key}"] = value
+        if family_weights:
+            for key, value in mae_by_family(combine(maps, method, result.weights), target, family).items():
+                metrics[f"val/global_weights_mae_ms/{key}"] = value
         if refine != "none":
             for key, value in mae_by_family(result.combine_members(maps, family), target, family).items():
                 metrics[f"val/refined_mae_ms/{key}"] = value
         metrics["val/samples"] = int(target.shape[0])
     export_bundle(result, destination, metrics=metrics)
-    print(json.dumps({"bundle": str(destination), "weights": weights, **metrics}, indent=2))
+    report = {"bundle": str(destination), "weights": weights, "family_weights": family_weights, **metrics}
+    print(json.dumps(report, indent=2))
     return str(destination)
 
 

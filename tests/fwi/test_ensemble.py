@@ -15,6 +15,7 @@ from lightning.pytorch import LightningModule
 
 from common.errors import ExportError
 from common.export import export_bundle, load_bundle
+from fwi.data.families import FAMILIES
 from fwi.data.formats import discover_pairs
 from fwi.data.normalization import seismic_limits
 from fwi.ensemble import EnsembleError, VelocityEnsemble, combine, fit_weights
@@ -105,10 +106,53 @@ def test_ensemble_bundle_scores_loads_and_submits(bundles, openfwi_root, tmp_pat
 def test_weighted_ensemble_fits_weights_on_the_validation_directory(bundles, openfwi_root, tmp_path) -> None:
     out = tmp_path / "weighted"
     ensemble(members=[str(b) for b in bundles], out=str(out), method="weighted", val_dir=str(openfwi_root))
-    weights = load_bundle(out).weights
+    loaded = load_bundle(out)
+    weights = loaded.weights
     assert weights.shape == (2,) and weights.sum().item() == pytest.approx(1.0, abs=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_family = loaded.hparams.family_weights
+    assert sorted(per_family) == ["CurveFault-A", "FlatVel-A"]  # both families of --val_dir
+    for label in ("global", "FlatVel-A", "CurveFault-A"):
+        vector = [metrics[f"val/weights/{label}/{b}"] for b in bundles]
+        assert sum(vector) == pytest.approx(1.0, abs=1e-5)
+        if label != "global":
+            assert vector == pytest.approx(per_family[label])
+    for name in ("FlatVel-A", "CurveFault-A"):  # in-sample, each family's own fit is no worse there
+        own, shared = metrics[f"val/ensemble_mae_ms/{name}"], metrics[f"val/global_weights_mae_ms/{name}"]
+        assert own <= shared * 1.001
+
+    seismic = torch.from_numpy(np.load(discover_pairs(openfwi_root)[0].seismic)[:2])  # FlatVel-A
+    flat = torch.full((2,), FAMILIES.index("FlatVel-A"))
+    with torch.no_grad():
+        maps = loaded.member_predictions(seismic)
+        by_family = loaded(seismic, flat)
+        unknown = loaded(seismic)  # a Kaggle test file: no family, global weights
+    flat_weights = torch.tensor(per_family["FlatVel-A"]).reshape(2, 1, 1, 1, 1)
+    assert torch.allclose(by_family, (maps * flat_weights).sum(0), atol=1e-3)
+    assert torch.allclose(unknown, combine(maps, "weighted", weights), atol=1e-3)
     with pytest.raises(EnsembleError, match=r"--out .*exists"):
         ensemble(members=[str(b) for b in bundles], out=str(out))  # nothing overwritten silently
+
+
+def test_family_weights_pick_each_samples_vector_and_fall_back_to_the_global_one(bundles) -> None:
+    members = [load_bundle(b) for b in bundles]
+    family_weights = {"FlatVel-A": [1.0, 0.0], "curvefault_a": [0.0, 3.0]}  # any spelling, normalised
+    result = VelocityEnsemble.from_modules(
+        members, method="weighted", weights=[0.5, 0.5], family_weights=family_weights
+    )
+    maps = torch.stack([torch.full((3, 1, 2, 2), 2000.0), torch.full((3, 1, 2, 2), 3000.0)])
+    family = torch.tensor([FAMILIES.index("FlatVel-A"), FAMILIES.index("CurveFault-A"), -1])
+    combined = result.combine_predictions(maps, family)[:, 0, 0, 0].tolist()
+    assert combined == pytest.approx([2000.0, 3000.0, 2500.0])
+    assert result.combine_predictions(maps)[:, 0, 0, 0].tolist() == pytest.approx([2500.0] * 3)
+    with pytest.raises(EnsembleError, match=r"family_weights\.FlatVel-A: expected 2 weights"):
+        VelocityEnsemble.from_modules(
+            members, method="weighted", weights=[1, 1], family_weights={"FlatVel-A": [1]}
+        )
+    with pytest.raises(EnsembleError, match="family_weights: unknown OpenFWI family 'Mars-A'"):
+        VelocityEnsemble.from_modules(
+            members, method="weighted", weights=[1, 1], family_weights={"Mars-A": [1, 1]}
+        )
 
 
 class CoarseGridModel(LightningModule):

@@ -297,9 +297,12 @@ def test_submit_uncertainty_refuses_a_model_without_dropout(mtl, bundles, openfw
     assert not any(p.is_file() for p in tmp_path.iterdir())  # no CSV, no partial files
 
 
-def test_training_data_travels_through_checkpoints_bundles_and_ensembles(openfwi_root, tmp_path) -> None:
+def test_training_data_travels_through_checkpoints_bundles_and_ensembles(
+    openfwi_root, tmp_path, capsys
+) -> None:
     from fwi.data import FwiDataModule
-    from fwi.model_tools import bundle_training_data
+    from fwi.data.generator import GENERATOR_VERSION
+    from fwi.model_tools import bundle_training_data, show_bundle
 
     data = FwiDataModule(root=str(openfwi_root), num_workers=0, batch_size=2, max_samples=5)
     data.setup("fit")
@@ -326,5 +329,12 @@ def test_training_data_travels_through_checkpoints_bundles_and_ensembles(openfwi
     assert members[0]["training_data"] == described and members[1]["training_data"] is None
     assert load_bundle(out).members[0].training_data_description() == described  # nested lengths differ
     assert bundle_training_data(str(out))["training_data"]["members"][0]["name"] == str(member)
+    capsys.readouterr()  # what the ensemble verb printed
+    show_bundle(str(out), json_out=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{out}: ensemble (median) of 2 members"
+    assert lines[1].startswith(f"  {member}: CurveFault-A, FlatVel-A; samples train 5/")
+    assert f"generator CurveFault-A v{GENERATOR_VERSION}, FlatVel-A v{GENERATOR_VERSION}" in lines[1]
+    assert lines[2] == f"  {tmp_path / 'old'}: training data not recorded" + lines[2].split("recorded", 1)[1]
     with pytest.raises(ExportError, match=r"--bundle .*not an export bundle"):
         bundle_training_data(str(tmp_path))

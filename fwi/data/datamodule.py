@@ -27,7 +27,7 @@ from fwi.data.datasets import (
     collate_skipping_bad,
 )
 from fwi.data.families import SAMPLES_PER_FILE
-from fwi.data.formats import FilePair, discover_pairs, kaggle_test_files
+from fwi.data.formats import FilePair, discover_pairs, family_directory, kaggle_test_files
 from fwi.data.normalization import SEISMIC_LIMIT_MODES, openfwi_seismic_limits, seismic_limits
 from fwi.data.splits import SPLIT_MODES, make_split
 
@@ -38,12 +38,6 @@ BATCH_RING = 4  # shared-memory batches each worker reuses: prefetch_factor (2) 
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise UserInputError(f"data.{field}: expected one of {', '.join(choices)}, got {value!r}")
-
-
-def family_directory(pair: FilePair) -> Path:
-    """The family folder of a file pair: `<family>/data/dataN.npy` or `<family>/seisP_1_i.npy`."""
-    parent = pair.seismic.parent
-    return parent.parent if parent.name == "data" else parent
 
 
 class FwiDataModule(BaseDataModule):

@@ -27,14 +27,15 @@ def training_data_line(description: dict[str, Any] | None) -> str:
     """One line for a `training_data.json` description (None: not recorded)."""
     if not description:
         return "training data not recorded (not fitted through FwiDataModule, or exported before it was)"
+    if "members" in description:  # an ensemble as a member
+        return f"an ensemble of {len(description['members'])} members (mtl fwi models --bundle on it)"
     samples = description.get("samples") or {}
     used = description.get("samples_used") or {}
     parts = []
     for part in ("train", "val", "test"):
         total = sum((samples.get(part) or {}).values())
-        parts.append(
-            f"{part} {used.get(part, total)}" + ("" if used.get(part, total) == total else f"/{total}")
-        )
+        count = used.get(part, total)
+        parts.append(f"{part} {count}" if count == total else f"{part} {count}/{total}")
     versions = description.get("generator_version") or {}
     generator = ", ".join(
         f"{family} v{v}" if v is not None else f"{family} not generated/unknown"

@@ -7,7 +7,9 @@ ensemble combines their m/s maps per pixel:
 
     median    the per-pixel median (the MAE-optimal point summary of the members; default)
     mean      the per-pixel mean
-    weighted  a weighted mean, weights >= 0 summing to one, fitted to minimise MAE on validation data
+    weighted  a weighted mean, weights >= 0 summing to one, fitted to minimise MAE on validation data;
+              with `family_weights` one vector per family, used for samples whose family is known
+              (OpenFWI validation/test data), the global `weights` for the rest (Kaggle test files)
 
 `tta: true` averages each member with its mirrored survey flipped back before combining (the flip
 TTA of `submit --tta`, which also composes on top). `refine` applies a TV prior from
@@ -18,7 +20,9 @@ file: nothing outside the bundle directory is needed to load it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,9 +31,10 @@ from torch import nn
 
 from common.errors import UserInputError
 from fwi.data.datasets import mirror_sample
+from fwi.data.families import FAMILIES, family_index
 from fwi.data.normalization import denormalize_velocity, normalize_velocity
 from fwi.refinement import PRIORS, flat_families_mask, refine
-from fwi.task import VELOCITY_SCALE
+from fwi.task import TRAINING_DATA_FILE, VELOCITY_SCALE
 
 METHODS = ("median", "mean", "weighted")
 
@@ -73,6 +78,32 @@ def fit_weights(predictions: torch.Tensor, target: torch.Tensor, steps: int = 30
     return torch.softmax(logits.detach(), 0)
 
 
+def family_weight_table(
+    family_weights: Mapping[str, Sequence[float]] | None, weights: torch.Tensor
+) -> torch.Tensor:
+    """(n_families, M) simplex rows: each named family's weights (normalised), the global ones elsewhere."""
+    table = weights[None].repeat(len(FAMILIES), 1)
+    for name, row in (family_weights or {}).items():
+        try:
+            index = family_index(name)
+        except UserInputError as error:
+            raise EnsembleError(f"family_weights: {error}") from None
+        if len(row) != weights.numel():
+            raise EnsembleError(
+                f"family_weights.{name}: expected {weights.numel()} weights (one per member), got {len(row)}"
+            )
+        vector = torch.tensor(list(row), dtype=torch.float32)
+        if (vector < 0).any() or vector.sum() <= 0:
+            raise EnsembleError(f"family_weights.{name}: expected non-negative weights with a positive sum")
+        table[index] = vector / vector.sum()
+    return table
+
+
+def _description(module: nn.Module) -> dict[str, Any] | None:
+    describe = getattr(module, "training_data_description", None)
+    return describe() if callable(describe) else None
+
+
 def member_config(module: LightningModule) -> dict[str, Any]:
     """{"class_path", "init_args"} of a trained module, as export bundles store it."""
     from common.export import class_path_of
@@ -88,6 +119,8 @@ class VelocityEnsemble(LightningModule):
         members: each member's {"class_path", "init_args"} (a VelocityInversionTask, or another ensemble).
         method: median, mean or weighted.
         weights: one weight per member for `weighted` (normalised to sum to one).
+        family_weights: for `weighted`, {family name: one weight per member}: used instead of `weights`
+            for samples of that family (when the batch says which).
         names: a label per member (its bundle directory), for reports.
         tta: average each member with its mirrored-survey prediction flipped back.
         refine: TV prior applied to the combined map: none, flat, tv2d or auto (see fwi.refinement).
@@ -99,6 +132,7 @@ class VelocityEnsemble(LightningModule):
         members: list[dict[str, Any]],
         method: str = "median",
         weights: list[float] | None = None,
+        family_weights: dict[str, list[float]] | None = None,
         names: list[str] | None = None,
         tta: bool = False,
         refine: str = "none",
@@ -121,6 +155,11 @@ class VelocityEnsemble(LightningModule):
         self.members = nn.ModuleList(build_module(config) for config in members)
         w = torch.tensor(weights if weights is not None else [1.0] * len(members), dtype=torch.float32)
         self.register_buffer("weights", w / w.sum())
+        # (n_families, M): the family's vector where one was fitted, the global one elsewhere; derived
+        # from the init args, so not stored in the weights file
+        self.register_buffer(
+            "family_weight_table", family_weight_table(family_weights, self.weights), persistent=False
+        )
         self.register_buffer("float16_inputs", torch.tensor(False))  # members convert their own inputs
 
     @classmethod
@@ -142,9 +181,20 @@ class VelocityEnsemble(LightningModule):
             maps.append(velocity)
         return torch.stack(maps)
 
+    def combine_predictions(
+        self, predictions: torch.Tensor, family: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(M, B, 1, 70, 70) m/s -> (B, 1, 70, 70) m/s: the combination, per family where it is known."""
+        if self.hparams.method != "weighted" or not self.hparams.family_weights or family is None:
+            return combine(predictions, self.hparams.method, self.weights)
+        family = family.to(self.weights.device).long()
+        rows = self.family_weight_table[family.clamp(min=0)]  # (B, M)
+        rows = torch.where((family >= 0)[:, None], rows, self.weights[None])
+        return torch.einsum("mb...,bm->b...", predictions, rows.to(predictions))
+
     def combine_members(self, predictions: torch.Tensor, family: torch.Tensor | None = None) -> torch.Tensor:
         """(M, B, 1, 70, 70) m/s -> (B, 1, 70, 70) m/s: the combination, then the optional refinement."""
-        combined = combine(predictions, self.hparams.method, self.weights)
+        combined = self.combine_predictions(predictions, family)
         if self.hparams.refine == "none":
             return combined
         known_flat = None
@@ -157,6 +207,21 @@ class VelocityEnsemble(LightningModule):
 
     def forward(self, seismic: torch.Tensor, family: torch.Tensor | None = None) -> torch.Tensor:
         return self.combine_members(self.member_predictions(seismic, family), family)
+
+    def training_data_description(self) -> dict[str, Any]:
+        """Each member's training data (see `VelocityInversionTask.training_data_description`)."""
+        names = self.hparams.names or [str(i) for i in range(len(self.members))]
+        return {
+            "members": [
+                {"name": name, "training_data": _description(member)}
+                for name, member in zip(names, self.members, strict=True)
+            ]
+        }
+
+    def export_extras(self, directory: str | Path) -> None:
+        """`training_data.json` in the ensemble bundle: the members' descriptions."""
+        text = json.dumps(self.training_data_description(), indent=2, sort_keys=True) + "\n"
+        (Path(directory) / TRAINING_DATA_FILE).write_text(text)
 
     # -- evaluation through `mtl validate` / `mtl test` / `mtl predict` --------------------------------
     def _evaluate(self, batch: Mapping[str, Any], prefix: str) -> None:

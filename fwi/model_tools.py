@@ -23,14 +23,82 @@ def recipe_model_args(recipe: str) -> dict[str, Any] | None:
     return dict(((config.get("model") or {}).get("init_args") or {}).get("model_args") or {})
 
 
-def models(json_out: bool = False) -> list[dict[str, Any]]:
+def training_data_line(description: dict[str, Any] | None) -> str:
+    """One line for a `training_data.json` description (None: not recorded)."""
+    if not description:
+        return "training data not recorded (not fitted through FwiDataModule, or exported before it was)"
+    if "members" in description:  # an ensemble as a member
+        return f"an ensemble of {len(description['members'])} members (mtl fwi models --bundle on it)"
+    samples = description.get("samples") or {}
+    used = description.get("samples_used") or {}
+    parts = []
+    for part in ("train", "val", "test"):
+        total = sum((samples.get(part) or {}).values())
+        count = used.get(part, total)
+        parts.append(f"{part} {count}" if count == total else f"{part} {count}/{total}")
+    versions = description.get("generator_version") or {}
+    generator = ", ".join(
+        f"{family} v{v}" if v is not None else f"{family} not generated/unknown"
+        for family, v in sorted(versions.items())
+    )
+    split = description.get("split") or {}
+    return (
+        f"{', '.join(description.get('families') or [])}; samples {', '.join(parts)}; "
+        f"split {split.get('mode')}; generator {generator or '-'}; normalisation "
+        f"{description.get('normalization', '?')} (seismic limits {description.get('seismic_limits')}); "
+        f"root {description.get('root')}"
+    )
+
+
+def bundle_training_data(bundle: str) -> dict[str, Any]:
+    """A bundle's class, model name and `training_data.json` (without loading its weights)."""
+    from common.errors import ExportError
+    from fwi.task import TRAINING_DATA_FILE
+
+    directory = Path(bundle)
+    manifest_path = directory / "bundle.json"
+    if not manifest_path.is_file():
+        raise ExportError(f"--bundle {bundle}: not an export bundle (no bundle.json)")
+    manifest = json.loads(manifest_path.read_text())
+    extra = directory / TRAINING_DATA_FILE
+    description = json.loads(extra.read_text()) if extra.is_file() else None
+    init_args = manifest.get("init_args") or {}
+    return {
+        "bundle": str(directory),
+        "class_path": manifest.get("class_path"),
+        "model": init_args.get("model") or init_args.get("method"),
+        "training_data": description,
+    }
+
+
+def show_bundle(bundle: str, json_out: bool) -> dict[str, Any]:
+    summary = bundle_training_data(bundle)
+    if json_out:
+        print(json.dumps(summary, indent=2))
+        return summary
+    description = summary["training_data"]
+    if description is not None and "members" in description:
+        print(f"{bundle}: ensemble ({summary['model']}) of {len(description['members'])} members")
+        for member in description["members"]:
+            print(f"  {member['name']}: {training_data_line(member['training_data'])}")
+    else:
+        print(f"{bundle}: {summary['model']}: {training_data_line(description)}")
+    return summary
+
+
+def models(json_out: bool = False, bundle: str | None = None) -> list[dict[str, Any]] | dict[str, Any]:
     """List every registered velocity model: parameters at its recipe's and quickstart's size, the input
-    geometry it assumes, the symmetries built in, and the recipes that train it.
+    geometry it assumes, the symmetries built in, and the recipes that train it. With --bundle, what
+    one export bundle was trained on instead (its `training_data.json`).
 
     Args:
         json_out: print JSON instead of a table.
+        bundle: an export bundle directory whose training data to show.
     """
     from fwi.models import MODEL_CARDS, MODELS, build_model, parameter_count
+
+    if bundle is not None:
+        return show_bundle(bundle, json_out)
 
     rows = []
     for name in MODELS:
@@ -146,12 +214,16 @@ def ensemble(
     max_samples: int | None = None,
     batch_size: int = 8,
     overwrite: bool = False,
+    per_family: bool = True,
 ) -> str:
     """Combine export bundles into one ensemble bundle that `mtl fwi submit` and `load_bundle` take.
 
     Members may differ in architecture and normalisation (each keeps its own). With --val_dir the
     members, the ensemble and its refined version are scored there (MAE m/s, overall and per family,
-    written to the bundle's metrics.json) and --method weighted fits its weights there.
+    written to the bundle's metrics.json) and --method weighted fits its weights there: one global
+    vector, and one per family present (used when an input's family is known; Kaggle test files get
+    the global one). metrics.json has both (`val/weights/<global|Family>/<member>`) and the MAE with
+    the global vector alone (`val/global_weights_mae_ms/...`); all are in-sample on --val_dir.
 
     Args:
         members: export bundle directories, e.g. "[runs/a/export,runs/b/export]".
@@ -164,8 +236,10 @@ def ensemble(
         max_samples: validation samples used (evenly spread; default all).
         batch_size: validation batch size.
         overwrite: replace an existing bundle at --out.
+        per_family: with --method weighted, also fit a weight vector per family in --val_dir.
     """
     from common.export import export_bundle
+    from fwi.data.families import FAMILIES
     from fwi.ensemble import EnsembleError, VelocityEnsemble, combine, fit_weights
 
     destination = Path(out)
@@ -178,7 +252,7 @@ def ensemble(
     modules = load_members(members)
     options = {"names": [str(m) for m in members], "tta": tta, "refine_weight": refine_weight}
     metrics: dict[str, Any] = {}
-    weights = None
+    weights, family_weights = None, None
     if val_dir is not None:
         probe = VelocityEnsemble.from_modules(modules, method="mean", **options)
         maps, target, family = collect(probe, val_dir, max_samples, batch_size, per_member=True)
@@ -186,17 +260,32 @@ def ensemble(
             metrics[f"val/member_mae_ms/{name}"] = mae_by_family(member_map, target, family)["all"]
         if method == "weighted":
             weights = fit_weights(maps, target).tolist()
-    result = VelocityEnsemble.from_modules(modules, method=method, weights=weights, refine=refine, **options)
+            if per_family:
+                family_weights = {
+                    FAMILIES[index]: fit_weights(maps[:, family == index], target[family == index]).tolist()
+                    for index in family.unique().tolist()
+                    if index >= 0
+                }
+            for label, vector in {"global": weights, **(family_weights or {})}.items():
+                for name, weight in zip(members, vector, strict=True):
+                    metrics[f"val/weights/{label}/{name}"] = weight
+    result = VelocityEnsemble.from_modules(
+        modules, method=method, weights=weights, family_weights=family_weights, refine=refine, **options
+    )
     if val_dir is not None:
-        combined = combine(maps, method, result.weights)
+        combined = result.combine_predictions(maps, family)
         for key, value in mae_by_family(combined, target, family).items():
             metrics[f"val/ensemble_mae_ms/{key}"] = value
+        if family_weights:
+            for key, value in mae_by_family(combine(maps, method, result.weights), target, family).items():
+                metrics[f"val/global_weights_mae_ms/{key}"] = value
         if refine != "none":
             for key, value in mae_by_family(result.combine_members(maps, family), target, family).items():
                 metrics[f"val/refined_mae_ms/{key}"] = value
         metrics["val/samples"] = int(target.shape[0])
     export_bundle(result, destination, metrics=metrics)
-    print(json.dumps({"bundle": str(destination), "weights": weights, **metrics}, indent=2))
+    report = {"bundle": str(destination), "weights": weights, "family_weights": family_weights, **metrics}
+    print(json.dumps(report, indent=2))
     return str(destination)
 
 

@@ -8,11 +8,16 @@ validation, predicted against true velocity maps and a few input shot gathers.
 
 The seismic limits per family (raw amplitude min/max of the training files) are copied from the
 datamodule into buffers when fit starts, so checkpoints and export bundles carry them; `forward`
-takes raw gathers and returns m/s, which is all inference needs.
+takes raw gathers and returns m/s, which is all inference needs. So does a description of the
+training data (families, samples per split, split, generator version, normalisation: the datamodule's
+`training_data()`), kept as UTF-8 JSON in a uint8 buffer so that checkpoints, safetensors bundles
+and ensembles carry it like the limits; `export_extras` writes it out as `training_data.json`.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +35,21 @@ from fwi.metrics import OpenFwiSSIM, openfwi_ssim
 from fwi.models import build_model
 
 VELOCITY_SCALE = (VELOCITY_MAX - VELOCITY_MIN) / 2  # 1500: [-1, 1] MAE -> m/s
+TRAINING_DATA_FILE = "training_data.json"
+
+
+def encode_json(value: Any) -> torch.Tensor:
+    """Plain data -> (N,) uint8 UTF-8 JSON (an empty tensor for None)."""
+    if value is None:
+        return torch.zeros(0, dtype=torch.uint8)
+    return torch.frombuffer(bytearray(json.dumps(value, sort_keys=True).encode()), dtype=torch.uint8).clone()
+
+
+def decode_json(tensor: torch.Tensor) -> Any:
+    """(N,) uint8 UTF-8 JSON -> plain data (None for an empty tensor)."""
+    if tensor.numel() == 0:
+        return None
+    return json.loads(bytes(tensor.cpu().tolist()).decode())
 
 
 class PerFamilyMetrics(Metric):
@@ -119,6 +139,7 @@ class VelocityInversionTask(BaseTask):
         self.register_buffer("seismic_high", torch.full((n,), float("nan")))
         self.register_buffer("float16_inputs", torch.tensor(False))
         self.register_buffer("time_decimation", torch.tensor(1))
+        self.register_buffer("training_data", encode_json(None))
         self.val_family_metrics = PerFamilyMetrics()
         self.test_family_metrics = PerFamilyMetrics()
 
@@ -138,9 +159,24 @@ class VelocityInversionTask(BaseTask):
             state_dict = {**state_dict, "time_decimation": torch.tensor(1)}
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """The training-data buffer takes the stored length (it varies); states from before it existed
+        load with none. Per module, so members inside an ensemble load the same way."""
+        key = prefix + "training_data"
+        if key in state_dict:
+            self.training_data = torch.empty_like(state_dict[key], device=self.training_data.device)
+        else:
+            state_dict[key] = encode_json(None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     # -- statistics -------------------------------------------------------------------------------
     def receive_statistics(self, statistics) -> None:
-        """The datamodule's limits, float16 flag and decimation; the model's input length must match."""
+        """The datamodule's limits, float16 flag, decimation and training-data description; the model's
+        input length must match the decimation."""
+        statistics = dict(statistics)
+        description = statistics.pop("training_data", None)
+        if description is not None:
+            self.training_data = encode_json(description).to(self.training_data.device)
         super().receive_statistics(statistics)
         expected = decimated_length(N_TIME, int(self.time_decimation))
         n_time = getattr(self.net, "n_time", expected)
@@ -149,6 +185,21 @@ class VelocityInversionTask(BaseTask):
                 f"model.init_args.model_args.n_time: expected {expected} for data time_decimation "
                 f"{int(self.time_decimation)}, got {n_time}"
             )
+
+    def training_data_description(self) -> dict[str, Any] | None:
+        """What the model was trained on (the datamodule's `training_data()` plus the task's input
+        normalisation), None for a model never fitted through FwiDataModule."""
+        description = decode_json(self.training_data)
+        if description is None:
+            return None
+        return {**description, "normalization": self.hparams.normalization}
+
+    def export_extras(self, directory: str | Path) -> None:
+        """`training_data.json` in the export bundle, when the training data is known."""
+        description = self.training_data_description()
+        if description is not None:
+            text = json.dumps(description, indent=2, sort_keys=True) + "\n"
+            (Path(directory) / TRAINING_DATA_FILE).write_text(text)
 
     def limits(self, family: torch.Tensor | None, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Raw amplitude limits per sample (B,): the family's, or the global ones when unknown."""

@@ -238,13 +238,18 @@ def submit(
     batch_size: int = 16,
     num_workers: int = 0,
     device: str = "cpu",
+    uncertainty: bool = False,
+    mc_passes: int = 16,
 ) -> str:
     """Write a Kaggle GWI submission CSV from a checkpoint or an export bundle.
 
     Streams over `<test_dir>/<oid>.npy` with constant memory, infers with the input precision the model
     was trained on (float16 gathers when trained on the float16 cache; fp16 autocast on CUDA), writes
     float32 m/s as `oid_ypos,x_1,x_3,...,x_69` with 70 rows per file, and refuses NaN or values outside
-    [1500, 4500] m/s (the file is only moved into place when every row is valid).
+    [1500, 4500] m/s (the file is only moved into place when every row is valid). With --uncertainty
+    true also `<out>.std.npz`: a (70, 70) float16 sigma map in m/s per oid (`np.load(path)[oid]`), the
+    members' spread for an ensemble bundle, else the spread of --mc_passes MC-dropout passes; the CSV
+    is unchanged by it.
 
     Args:
         checkpoint: a `.ckpt` from `mtl fit` or an export bundle directory.
@@ -254,10 +259,15 @@ def submit(
         batch_size: test files per batch.
         num_workers: DataLoader workers reading files.
         device: torch device, e.g. cpu or cuda.
+        uncertainty: also write per-pixel sigma maps to `<out>.std.npz`.
+        mc_passes: MC-dropout passes per batch for --uncertainty (models that are not ensembles).
     """
     from fwi.submission import write_submission
 
-    return str(write_submission(checkpoint, test_dir, out, tta, batch_size, num_workers, device))
+    path = write_submission(
+        checkpoint, test_dir, out, tta, batch_size, num_workers, device, uncertainty, mc_passes
+    )
+    return str(path)
 
 
 def refine(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fwi.data.formats import FwiDataError, discover_pairs
+from fwi.data.formats import FwiDataError, discover_pairs, family_directory
 
 log = logging.getLogger(__name__)
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -62,4 +62,18 @@ def convert_to_float16(root: str | Path, out: str | Path, family: str | None = N
                 shutil.copyfile(source, target)
             written.append(target)
             log.info("cached %s -> %s", source, target)
+    copy_generator_manifests(root, out, family)
     return written
+
+
+def copy_generator_manifests(root: Path, out: Path, family: str | None) -> None:
+    """The generator's `generator.json` of each family folder goes with the copy: same physics, same
+    version (the float16 cast is recorded separately, as `float16_inputs`)."""
+    from fwi.data.generator import MANIFEST
+
+    for directory in sorted({family_directory(p) for p in discover_pairs(root, family=family)}):
+        manifest = directory / MANIFEST
+        if manifest.is_file():
+            target = out / manifest.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(manifest, target)

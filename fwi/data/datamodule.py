@@ -27,7 +27,7 @@ from fwi.data.datasets import (
     collate_skipping_bad,
 )
 from fwi.data.families import SAMPLES_PER_FILE
-from fwi.data.formats import FilePair, discover_pairs, kaggle_test_files
+from fwi.data.formats import FilePair, discover_pairs, family_directory, kaggle_test_files
 from fwi.data.normalization import SEISMIC_LIMIT_MODES, openfwi_seismic_limits, seismic_limits
 from fwi.data.splits import SPLIT_MODES, make_split
 
@@ -149,7 +149,8 @@ class FwiDataModule(BaseDataModule):
         )
 
     def fitted_statistics(self) -> dict:
-        """The task's buffers `seismic_low`/`seismic_high` (per family), `float16_inputs`, `time_decimation`."""
+        """The task's buffers `seismic_low`/`seismic_high` (per family), `float16_inputs`, `time_decimation`,
+        and `training_data` (the description of `training_data()`, which the task stores as JSON)."""
         if self.seismic_low is None:
             return {}
         return {
@@ -157,6 +158,56 @@ class FwiDataModule(BaseDataModule):
             "seismic_high": self.seismic_high,
             "float16_inputs": self.float16_inputs,
             "time_decimation": self.time_decimation,
+            "training_data": self.training_data(),
+        }
+
+    def training_data(self) -> dict:
+        """What the model was trained on, for export bundles (`training_data.json`): families, files and
+        samples per split (in the files, and used after `max_samples`/`max_val_samples`), the split,
+        the generator version of each generated family (None for data the generator did not write,
+        e.g. OpenFWI's or Kaggle's), and the input normalisation. Plain JSON data."""
+        from fwi.data.generator import read_manifest
+
+        h = self.hparams
+        samples = {
+            part: {
+                family: sum(p.count for p in files if p.family == family)
+                for family in sorted({p.family for p in files})
+            }
+            for part, files in self.splits.items()
+        }
+        caps = {"train": self.max_samples, "val": self.max_val_samples, "test": self.max_val_samples}
+        used = {}
+        for part, per_family in samples.items():
+            total = sum(per_family.values())
+            cap = caps.get(part)
+            used[part] = total if cap is None else min(total, cap)
+        generated = {}
+        for files in self.splits.values():
+            for pair in files:
+                if pair.family not in generated:
+                    manifest = read_manifest(family_directory(pair))
+                    generated[pair.family] = None if manifest is None else manifest.get("generator_version")
+        split = {"mode": h.split}
+        split.update(
+            {
+                "files": {"val_fraction": h.val_fraction, "test_fraction": h.test_fraction},
+                "kfold": {"folds": h.folds, "fold": h.fold},
+                "leave_family_out": {"holdout_family": h.holdout_family},
+            }.get(h.split, {})
+        )
+        return {
+            "root": str(self.root),
+            "families": sorted(generated),
+            "samples": samples,
+            "samples_used": used,
+            "files": {part: len(files) for part, files in self.splits.items()},
+            "split": split,
+            "generator_version": generated,
+            "seismic_limits": h.seismic_limits,
+            "float16_inputs": bool(self.float16_inputs),
+            "time_decimation": int(self.time_decimation),
+            "mirror_probability": h.mirror_probability,
         }
 
     def data_summary(self) -> str | None:

@@ -92,6 +92,12 @@ class FilePair:
         return self.seismic.name
 
 
+def family_directory(pair: FilePair) -> Path:
+    """The family folder of a file pair: `<family>/data/dataN.npy` or `<family>/seisP_1_i.npy`."""
+    parent = pair.seismic.parent
+    return parent.parent if parent.name == "data" else parent
+
+
 def read_header(path: Path) -> NpyHeader:
     """The `.npy` header of `path`, checked against the file's size (truncation)."""
     path = Path(path)

@@ -67,6 +67,14 @@ from fwi.data.velocity_models import velocity_model
 
 PML_WIDTH = 20
 
+# What the generated data depends on besides the seed: bump whenever the physics (wavelet, timing,
+# solver, boundaries) or the velocity priors change, so bundles trained on older data say so.
+#   1: the first generator (a 15 Hz Ricker of deepwave's, unfitted priors).
+#   2: OpenFWI's 147-sample Ricker and recording timing, `max_vel` 4500 for every batch, priors fitted
+#      to real FlatVel-A maps (layer counts, top-layer velocity).
+GENERATOR_VERSION = 2
+MANIFEST = "generator.json"  # in each family folder the generator wrote
+
 
 def openfwi_ricker(
     n_time: int = N_TIME, dt: float = TIME_STEP_S, freq: float = PEAK_FREQUENCY_HZ
@@ -178,26 +186,59 @@ def generate(
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    previous = read_manifest(root)
     try:
-        _generate_files(
+        kept = _generate_files(
             family, samples, root, seed, device, samples_per_file, batch_size, n_time, progress, written
         )
     finally:
         torch.set_num_threads(previous_threads)
+    version: int | None = GENERATOR_VERSION
+    if kept and (previous or {}).get("generator_version") != GENERATOR_VERSION:
+        warnings.warn(
+            f"{root}: kept files written by an earlier generator version "
+            f"({(previous or {}).get('generator_version', 'unknown')}); its manifest records no version",
+            stacklevel=2,
+        )
+        version = None
+    manifest = {
+        "generator_version": version,
+        "family": family,
+        "seed": seed,
+        "samples": samples,
+        "samples_per_file": samples_per_file,
+        "n_time": n_time,
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return written
+
+
+def read_manifest(family_dir: str | Path) -> dict | None:
+    """The `generator.json` the generator left in a family folder, None for data it did not write."""
+    path = Path(family_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _generate_files(
     family, samples, root, seed, device, samples_per_file, batch_size, n_time, progress, written
 ):
+    """Write the missing files; returns whether any complete file was kept from an earlier run."""
     n_files = -(-samples // samples_per_file)
     seismic_shape = (N_SOURCES, n_time, N_RECEIVERS)
+    kept = False
     for file_number, (seismic_name, velocity_name) in enumerate(file_names(family, n_files)):
         first = file_number * samples_per_file
         count = min(samples_per_file, samples - first)
         seismic_path, velocity_path = root / seismic_name, root / velocity_name
         written.append(seismic_path)
         if _complete(seismic_path, count, seismic_shape) and _complete(velocity_path, count, VELOCITY_SHAPE):
+            kept = True
             if progress:
                 progress(count)
             continue
@@ -209,6 +250,7 @@ def _generate_files(
             return np.stack([sample_velocity(family, seed, first + start + i) for i in range(n)])
 
         write_file(spec, count, draw, seismic_path, velocity_path, device, batch_size, n_time, progress)
+    return kept
 
 
 def _partial(path: Path) -> Path:

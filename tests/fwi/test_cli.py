@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from common.export import load_bundle
 from fwi.data.formats import FwiDataError
+from fwi.data.generator import GENERATOR_VERSION
 from fwi.submission import write_submission
 from tests.conftest import REPO
 
@@ -58,6 +60,19 @@ def test_quickstart_fit_export_and_submit(mtl, tmp_path: Path) -> None:
         velocity = module(torch.from_numpy(gathers[:2]))
     assert velocity.shape == (2, 1, 70, 70) and velocity.min() >= 1500 and velocity.max() <= 4500
     assert (run / "export/model.fp16.safetensors").is_file()
+
+    trained_on = json.loads((run / "export/training_data.json").read_text())
+    assert trained_on["families"] == ["FlatVel-A"] and trained_on["split"]["mode"] == "files"
+    assert trained_on["samples"]["train"] == {"FlatVel-A": 4} and trained_on["samples"]["val"] == {
+        "FlatVel-A": 4
+    }
+    assert trained_on["generator_version"] == {"FlatVel-A": GENERATOR_VERSION}
+    assert trained_on["normalization"] == "family" and trained_on["seismic_limits"] == "estimate"
+    shown = mtl(["fwi", "models", "--bundle", run / "export"]).stdout
+    assert (
+        f"FlatVel-A; samples train 4, val 4, test 0; split files; generator FlatVel-A v{GENERATOR_VERSION}"
+        in shown
+    )
 
     test_dir = tmp_path / "test"
     test_dir.mkdir()

@@ -15,6 +15,7 @@ from lightning.pytorch import LightningModule
 
 from common.errors import ExportError
 from common.export import export_bundle, load_bundle
+from fwi.data.families import FAMILIES
 from fwi.data.formats import discover_pairs
 from fwi.data.normalization import seismic_limits
 from fwi.ensemble import EnsembleError, VelocityEnsemble, combine, fit_weights
@@ -105,10 +106,53 @@ def test_ensemble_bundle_scores_loads_and_submits(bundles, openfwi_root, tmp_pat
 def test_weighted_ensemble_fits_weights_on_the_validation_directory(bundles, openfwi_root, tmp_path) -> None:
     out = tmp_path / "weighted"
     ensemble(members=[str(b) for b in bundles], out=str(out), method="weighted", val_dir=str(openfwi_root))
-    weights = load_bundle(out).weights
+    loaded = load_bundle(out)
+    weights = loaded.weights
     assert weights.shape == (2,) and weights.sum().item() == pytest.approx(1.0, abs=1e-5)
+    metrics = json.loads((out / "metrics.json").read_text())
+    per_family = loaded.hparams.family_weights
+    assert sorted(per_family) == ["CurveFault-A", "FlatVel-A"]  # both families of --val_dir
+    for label in ("global", "FlatVel-A", "CurveFault-A"):
+        vector = [metrics[f"val/weights/{label}/{b}"] for b in bundles]
+        assert sum(vector) == pytest.approx(1.0, abs=1e-5)
+        if label != "global":
+            assert vector == pytest.approx(per_family[label])
+    for name in ("FlatVel-A", "CurveFault-A"):  # in-sample, each family's own fit is no worse there
+        own, shared = metrics[f"val/ensemble_mae_ms/{name}"], metrics[f"val/global_weights_mae_ms/{name}"]
+        assert own <= shared * 1.001
+
+    seismic = torch.from_numpy(np.load(discover_pairs(openfwi_root)[0].seismic)[:2])  # FlatVel-A
+    flat = torch.full((2,), FAMILIES.index("FlatVel-A"))
+    with torch.no_grad():
+        maps = loaded.member_predictions(seismic)
+        by_family = loaded(seismic, flat)
+        unknown = loaded(seismic)  # a Kaggle test file: no family, global weights
+    flat_weights = torch.tensor(per_family["FlatVel-A"]).reshape(2, 1, 1, 1, 1)
+    assert torch.allclose(by_family, (maps * flat_weights).sum(0), atol=1e-3)
+    assert torch.allclose(unknown, combine(maps, "weighted", weights), atol=1e-3)
     with pytest.raises(EnsembleError, match=r"--out .*exists"):
         ensemble(members=[str(b) for b in bundles], out=str(out))  # nothing overwritten silently
+
+
+def test_family_weights_pick_each_samples_vector_and_fall_back_to_the_global_one(bundles) -> None:
+    members = [load_bundle(b) for b in bundles]
+    family_weights = {"FlatVel-A": [1.0, 0.0], "curvefault_a": [0.0, 3.0]}  # any spelling, normalised
+    result = VelocityEnsemble.from_modules(
+        members, method="weighted", weights=[0.5, 0.5], family_weights=family_weights
+    )
+    maps = torch.stack([torch.full((3, 1, 2, 2), 2000.0), torch.full((3, 1, 2, 2), 3000.0)])
+    family = torch.tensor([FAMILIES.index("FlatVel-A"), FAMILIES.index("CurveFault-A"), -1])
+    combined = result.combine_predictions(maps, family)[:, 0, 0, 0].tolist()
+    assert combined == pytest.approx([2000.0, 3000.0, 2500.0])
+    assert result.combine_predictions(maps)[:, 0, 0, 0].tolist() == pytest.approx([2500.0] * 3)
+    with pytest.raises(EnsembleError, match=r"family_weights\.FlatVel-A: expected 2 weights"):
+        VelocityEnsemble.from_modules(
+            members, method="weighted", weights=[1, 1], family_weights={"FlatVel-A": [1]}
+        )
+    with pytest.raises(EnsembleError, match="family_weights: unknown OpenFWI family 'Mars-A'"):
+        VelocityEnsemble.from_modules(
+            members, method="weighted", weights=[1, 1], family_weights={"Mars-A": [1, 1]}
+        )
 
 
 class CoarseGridModel(LightningModule):
@@ -204,3 +248,93 @@ def test_calibrate_verb_on_an_ensemble_bundle(bundles, openfwi_root, tmp_path) -
         assert report["pixels"] == 4 * 70 * 70 and 0 <= report["coverage_1sigma"] <= 1
         assert (tmp_path / method / "reliability.png").stat().st_size > 1000
         assert json.loads((tmp_path / method / "calibration.json").read_text())["method"] == method
+
+
+def write_test_dir(root: Path, directory: Path, count: int = 3) -> torch.Tensor:
+    seismic = torch.from_numpy(np.load(discover_pairs(root)[0].seismic)[:count])
+    directory.mkdir()
+    for i in range(count):
+        np.save(directory / f"oid{i}.npy", seismic[i].numpy())
+    return seismic
+
+
+def test_submit_uncertainty_writes_std_maps_beside_the_csv(bundles, openfwi_root, tmp_path) -> None:
+    from fwi.submission import write_submission
+
+    seismic = write_test_dir(openfwi_root, tmp_path / "test")
+    out = tmp_path / "ens"
+    ensemble(members=[str(b) for b in bundles], out=str(out))
+    plain = write_submission(out, tmp_path / "test", tmp_path / "plain.csv", batch_size=2)
+    with_std = write_submission(out, tmp_path / "test", tmp_path / "sub.csv", batch_size=2, uncertainty=True)
+    assert with_std.read_text() == plain.read_text()  # sigma maps do not change the submission
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "plain.csv",
+        "sub.csv",
+        "sub.csv.std.npz",
+    ]
+    members = [load_bundle(b) for b in bundles]
+    with torch.no_grad():
+        spread = 0.5 * (members[0](seismic) - members[1](seismic)).abs()[:, 0]  # std of two maps
+    with np.load(tmp_path / "sub.csv.std.npz", allow_pickle=False) as stds:
+        assert sorted(stds.files) == ["oid0", "oid1", "oid2"]
+        for i in range(3):
+            sigma = stds[f"oid{i}"]
+            assert sigma.shape == (70, 70) and sigma.dtype == np.float16
+            np.testing.assert_allclose(sigma, spread[i].numpy(), rtol=2e-3, atol=0.1)
+
+    dropout_bundle = bundles[1]  # trace_egnn: Dropout2d in its decoder
+    write_submission(dropout_bundle, tmp_path / "test", tmp_path / "mc.csv", uncertainty=True, mc_passes=3)
+    with np.load(tmp_path / "mc.csv.std.npz", allow_pickle=False) as stds:
+        assert stds["oid0"].astype(np.float32).mean() > 0.1
+
+
+def test_submit_uncertainty_refuses_a_model_without_dropout(mtl, bundles, openfwi_root, tmp_path) -> None:
+    write_test_dir(openfwi_root, tmp_path / "test", count=1)
+    args = ["fwi", "submit", "--checkpoint", bundles[0], "--test_dir", "test", "--out", "sub.csv"]
+    result = mtl([*args, "--uncertainty", "true"], expect_ok=False)
+    assert "mtl: error: --checkpoint" in result.stdout and "has none" in result.stdout
+    assert "Traceback" not in result.stdout
+    assert not any(p.is_file() for p in tmp_path.iterdir())  # no CSV, no partial files
+
+
+def test_training_data_travels_through_checkpoints_bundles_and_ensembles(
+    openfwi_root, tmp_path, capsys
+) -> None:
+    from fwi.data import FwiDataModule
+    from fwi.data.generator import GENERATOR_VERSION
+    from fwi.model_tools import bundle_training_data, show_bundle
+
+    data = FwiDataModule(root=str(openfwi_root), num_workers=0, batch_size=2, max_samples=5)
+    data.setup("fit")
+    task = member_task(openfwi_root, "trace_egnn", 0)
+    task.receive_statistics(data.fitted_statistics())
+    described = task.training_data_description()
+    assert described["families"] == ["CurveFault-A", "FlatVel-A"] and described["normalization"] == "global"
+    assert sum(described["samples"]["train"].values()) + sum(described["samples"]["val"].values()) == 20
+    assert described["samples_used"]["train"] == 5  # max_samples
+    member = export_bundle(task, tmp_path / "member")
+    assert json.loads((member / "training_data.json").read_text()) == described
+    assert load_bundle(member).training_data_description() == described  # weights file carries it too
+
+    old_state = {k: v for k, v in task.state_dict().items() if k != "training_data"}
+    fresh = VelocityInversionTask(
+        model="trace_egnn", model_args=MEMBERS["trace_egnn"][0], normalization="global"
+    )
+    fresh.load_state_dict(old_state, strict=True)  # bundles from before the description existed
+    assert fresh.training_data_description() is None
+
+    out = tmp_path / "ens"
+    ensemble(members=[str(member), str(export_bundle(fresh, tmp_path / "old"))], out=str(out))
+    members = json.loads((out / "training_data.json").read_text())["members"]
+    assert members[0]["training_data"] == described and members[1]["training_data"] is None
+    assert load_bundle(out).members[0].training_data_description() == described  # nested lengths differ
+    assert bundle_training_data(str(out))["training_data"]["members"][0]["name"] == str(member)
+    capsys.readouterr()  # what the ensemble verb printed
+    show_bundle(str(out), json_out=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{out}: ensemble (median) of 2 members"
+    assert lines[1].startswith(f"  {member}: CurveFault-A, FlatVel-A; samples train 5/")
+    assert f"generator CurveFault-A v{GENERATOR_VERSION}, FlatVel-A v{GENERATOR_VERSION}" in lines[1]
+    assert lines[2] == f"  {tmp_path / 'old'}: training data not recorded" + lines[2].split("recorded", 1)[1]
+    with pytest.raises(ExportError, match=r"--bundle .*not an export bundle"):
+        bundle_training_data(str(tmp_path))

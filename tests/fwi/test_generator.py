@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 
 from fwi.data.families import FAMILIES
 from fwi.data.formats import discover_pairs
-from fwi.data.generator import forward_model, generate, openfwi_ricker
+from fwi.data.generator import GENERATOR_VERSION, forward_model, generate, openfwi_ricker, read_manifest
 from fwi.data.velocity_models import velocity_model
 
 
@@ -137,9 +138,20 @@ def test_generation_is_deterministic_and_resumable(tmp_path: Path) -> None:
     generate("FlatFault-B", 5, tmp_path / "resumed", seed=3, samples_per_file=4, batch_size=3)
 
     names = sorted(p.name for p in (tmp_path / "once/FlatFault-B").iterdir())
-    assert names == ["seis6_1_0.npy", "seis6_1_1.npy", "vel6_1_0.npy", "vel6_1_1.npy"]
+    assert names == ["generator.json", "seis6_1_0.npy", "seis6_1_1.npy", "vel6_1_0.npy", "vel6_1_1.npy"]
+    names.remove("generator.json")
+    for run in ("once", "resumed"):  # a resumed file is this version's too
+        manifest = read_manifest(tmp_path / run / "FlatFault-B")
+        assert manifest["generator_version"] == GENERATOR_VERSION and manifest["seed"] == 3
     for name in names:
         once = (tmp_path / "once/FlatFault-B" / name).read_bytes()
         assert once == (tmp_path / "resumed/FlatFault-B" / name).read_bytes(), name
     pairs = discover_pairs(tmp_path / "once")
     assert [p.count for p in pairs] == [4, 1] and pairs[0].family == "FlatFault-B"
+
+    # files kept from an older generator are not relabelled as this version's
+    manifest_path = tmp_path / "once/FlatFault-B/generator.json"
+    manifest_path.write_text(json.dumps({"generator_version": GENERATOR_VERSION - 1}))
+    with pytest.warns(UserWarning, match="earlier generator version"):
+        generate("FlatFault-B", 5, tmp_path / "once", seed=3, samples_per_file=4, batch_size=2)
+    assert read_manifest(tmp_path / "once/FlatFault-B")["generator_version"] is None

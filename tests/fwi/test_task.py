@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch import Trainer
 
 from fwi.data import FwiDataModule, ShotGatherDataset, discover_pairs
+from fwi.data.generator import GENERATOR_VERSION
 from fwi.data.normalization import normalize_velocity, seismic_limits
 from fwi.submission import SubmissionError, check_prediction
 from fwi.task import VelocityInversionTask
@@ -78,6 +79,9 @@ def test_float16_cache_trains_and_marks_the_model(openfwi_root: Path, tmp_path: 
     )
     trainer.fit(task, datamodule=datamodule)
     assert bool(task.float16_inputs) and torch.isfinite(task.seismic_low[[0, 6]]).all()
+    described = task.training_data_description()  # handed over by fit, as the limits are
+    assert described["float16_inputs"] is True and described["samples_used"]["train"] == 2
+    assert set(described["generator_version"].values()) == {GENERATOR_VERSION}  # the cache kept it
 
 
 def test_cache_refuses_nan(openfwi_root: Path, tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from common.run_files import (
     EVENT_FILE_PREFIX,
     FileEntry,
     ScalarPoint,
+    is_local,
     list_files,
     open_location,
     read_scalars,
@@ -191,7 +192,10 @@ def run_status(
     import yaml
 
     location = f"{root}/{run}" if run else root
-    status = RunStatus(run=run or root.rpartition("/")[2], location=location)
+    # fsspec paths carry no protocol: `location` is for `filesystem`, `url` for the user and for readers
+    # that open a location themselves (an s3:// run read as a local path would look empty).
+    url = location if is_local(filesystem) else filesystem.unstrip_protocol(location)
+    status = RunStatus(run=run or root.rpartition("/")[2], location=url)
     names = {e.relative: e for e in files}
     config: dict[str, Any] = {}
     if "config.yaml" in names:
@@ -207,7 +211,7 @@ def run_status(
     scalars: dict[str, list[ScalarPoint]] = {}
     if events:
         try:
-            scalars = read_scalars(location)
+            scalars = read_scalars(url)
         except Exception as error:  # a truncated event file being written: report, do not stop
             status.reason = f"event files unreadable: {error}"[:160]
     points = [p for series in scalars.values() for p in series]

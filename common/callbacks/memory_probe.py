@@ -134,8 +134,10 @@ class MemoryProbe(Callback):
 
     @rank_zero_only
     def _log(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        # At the finished step's 0-based index, as Lightning logs `self.log` values: the memory cards and
+        # train/loss line up, and the newest card's step + 1 is the number of steps done.
         for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=trainer.global_step)
+            logger.log_metrics(metrics, step=max(trainer.global_step - 1, 0))
 
     def _stop(self, trainer: Trainer, fraction: float) -> None:
         directory = _checkpoint_directory(trainer)

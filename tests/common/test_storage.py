@@ -277,3 +277,23 @@ def test_unusable_urls_are_refused_before_training_with_what_is_wrong(
     s3fs.S3FileSystem.clear_instance_cache()
     with pytest.raises(StorageError, match="no credentials found"):
         check_writable(f"s3://{bucket}/runs")
+
+
+def test_runs_in_a_bucket_show_in_one_table(s3_env, bucket, tmp_path, monkeypatch) -> None:
+    """Two runs trained into one bucket from two working directories (two machines), then read back by
+    `mtl runs status` and `compare` from the bucket alone."""
+    from common.runs import runs_command
+
+    runs = f"s3://{bucket}/team/runs"
+    for machine, name, steps in (("colab", "shard-1", "6"), ("kaggle", "shard-2", "3")):
+        (tmp_path / machine).mkdir()
+        monkeypatch.chdir(tmp_path / machine)
+        args = boring(runs, "--trainer.max_steps", steps, "--export.enabled", "false")
+        MtlCLI(args=[a if a != "boring" else name for a in args])
+    monkeypatch.chdir(tmp_path)
+    statuses = {s.run: s for s in runs_command(["status", runs, "--json"])}
+    assert set(statuses) == {"shard-1", "shard-2"}
+    assert (statuses["shard-1"].step, statuses["shard-2"].step) == (6, 3)
+    assert all(s.state == "finished" and s.location.startswith("s3://") for s in statuses.values())
+    compared = runs_command(["compare", runs, "--json"])
+    assert {s.run for s in compared} == {"shard-1", "shard-2"}

@@ -78,21 +78,24 @@ class LastSegmentBounds:
     """The bounds of the last `position_ids` seen: every layer of one forward gets the same tensor, so
     the device-to-host copy in `segment_bounds` happens once per forward, not once per layer. Held by
     weak reference and checked against the tensor's version counter, so a new or modified tensor is
-    never matched to old bounds."""
+    never matched to old bounds. Tensors made under `torch.inference_mode` (Lightning's validation and
+    `mtl validate`) have no version counter, so their bounds are computed again at every layer."""
 
     def __init__(self) -> None:
         self.tensor: weakref.ref | None = None
-        self.version = -1
+        self.version: int | None = None
         self.bounds: list[list[tuple[int, int]]] = []
 
     def get(self, position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
+        version = None if position_ids.is_inference() else tensor_version(position_ids)
         if (
-            self.tensor is None
+            version is None
+            or self.tensor is None
             or self.tensor() is not position_ids
-            or self.version != tensor_version(position_ids)
+            or self.version != version
         ):
             self.bounds = segment_bounds(position_ids)
-            self.tensor, self.version = weakref.ref(position_ids), tensor_version(position_ids)
+            self.tensor, self.version = weakref.ref(position_ids), version
         return self.bounds
 
 

@@ -93,6 +93,16 @@ def test_segment_bounds_are_reused_only_for_the_same_unchanged_tensor() -> None:
     assert cache.get(torch.tensor([[0, 0, 1, 2]])) == [[(0, 1), (1, 4)]]
 
 
+def test_segment_bounds_of_inference_tensors() -> None:
+    """Lightning validates under `torch.inference_mode`, whose tensors have no version counter."""
+    cache = LastSegmentBounds()
+    with torch.inference_mode():
+        positions = torch.tensor([[0, 1, 0, 1]])
+        assert cache.get(positions) == [[(0, 2), (2, 4)]]
+        positions[0, 2] = 2  # changed in place, no counter to tell: computed again
+        assert cache.get(positions) == [[(0, 4)]]
+
+
 def test_bad_lines_name_file_and_line(tmp_path: Path) -> None:
     good = json.dumps(
         {"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "{}"}]}

@@ -116,34 +116,12 @@ def write_refined_submission(
     device: str = "cpu",
 ) -> Path:
     """Predict each Kaggle test gather, refine the prediction against it, write the submission CSV
-    (via `out.partial`, moved into place only when every row is valid, as `fwi.submission`)."""
-    import csv
-    import os
+    (`fwi.submission.write_submission` with a refinement step: same checks, same atomic write)."""
+    from fwi.submission import write_submission
 
-    import numpy as np
-    from torch.utils.data import DataLoader
+    def refine(seismic: torch.Tensor, velocity: torch.Tensor) -> torch.Tensor:
+        return refine_velocity(velocity, seismic, steps, step_size, prior, tv_weight).velocity
 
-    from fwi.data.datasets import KaggleTestDataset
-    from fwi.data.formats import kaggle_test_files
-    from fwi.submission import COLUMNS, check_prediction, load_task, predict_velocity, write_rows
-
-    task = load_task(checkpoint, device)
-    loader = DataLoader(KaggleTestDataset(kaggle_test_files(test_dir)), batch_size=batch_size)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    try:
-        with partial.open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            for batch in loader:
-                seismic = batch["seismic"].to(device).float()
-                start = predict_velocity(task, seismic, tta=tta)
-                refined = refine_velocity(start, seismic, steps, step_size, prior, tv_weight).velocity
-                for oid, field in zip(batch["oid"], refined.cpu().numpy().astype(np.float32), strict=True):
-                    check_prediction(field, oid)
-                    write_rows(writer, oid, field)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return out
+    return write_submission(
+        checkpoint, test_dir, out, tta=tta, batch_size=batch_size, device=device, refine=refine
+    )

@@ -16,7 +16,7 @@ import contextlib
 import csv
 import os
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -149,9 +149,11 @@ def write_submission(
     device: str = "cpu",
     uncertainty: bool = False,
     mc_passes: int = 16,
+    refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> Path:
     """Write the CSV to `out` (via `out.partial`, moved into place only when every row is valid), and
-    with `uncertainty` the sigma maps to `<out>.std.npz` the same way."""
+    with `uncertainty` the sigma maps to `<out>.std.npz` the same way. `refine(seismic, velocity)`, given,
+    turns each batch's predictions (B, 70, 70) m/s into the ones written (`fwi.physics_refinement`)."""
     task = load_task(checkpoint, device)
     method = uncertainty_method(task, checkpoint, mc_passes) if uncertainty else None
     loader = DataLoader(
@@ -167,7 +169,10 @@ def write_submission(
             writer = csv.writer(handle)
             writer.writerow(COLUMNS)
             for batch in loader:
-                velocity = predict_velocity(task, batch["seismic"], tta=tta).cpu().numpy().astype(np.float32)
+                velocity = predict_velocity(task, batch["seismic"], tta=tta)
+                if refine is not None:
+                    velocity = refine(batch["seismic"].to(velocity.device).float(), velocity)
+                velocity = velocity.cpu().numpy().astype(np.float32)
                 sigma = None
                 if archive is not None:
                     sigma = predict_std(task, batch["seismic"], method, mc_passes, tta).cpu().numpy()

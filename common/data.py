@@ -10,7 +10,10 @@ A datamodule fills its datasets (in `setup`) and, where it has them, two hooks; 
     - validation, test, predict: a plain `DataLoader` in file order;
     - workers: `num_workers` processes, kept alive between epochs (`persistent_workers`) for the loaders
       that run every epoch (train, val); page-locked batches (`pin_memory`) only when the run is on CUDA;
-      worker seeds come from Lightning (`seed_everything(workers=True)`, which `mtl` calls).
+      worker seeds come from Lightning (`seed_everything(workers=True)`, which `mtl` calls). With
+      `worker_type="thread"` the `num_workers` workers are threads of the training process instead
+      (`common.thread_workers`), for datasets that are thread-safe and whose batches are mostly
+      copies out of memory maps; a domain offers the knob only for such datasets.
 - The knob vocabulary, the same in every domain: `batch_size`, `num_workers`, `max_samples` (cap on
   training samples), `max_val_samples` (cap on validation/test samples), `synthetic_samples` (size of the
   embedded synthetic dataset, 0 = never write one), `seed` (of the synthetic data and of sample subsets).
@@ -34,8 +37,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from common.errors import UserInputError
 from common.resumable_loader import EpochRandomSampler, ResumableLoader
+from common.thread_workers import ThreadedDataLoader
 
 KNOBS = ("batch_size", "num_workers", "max_samples", "max_val_samples", "synthetic_samples", "seed")
+WORKER_TYPES = ("process", "thread")
 PERSISTENT_STAGES = ("train", "val")
 
 
@@ -50,6 +55,8 @@ class BaseDataModule(LightningDataModule):
         synthetic_samples: write this many synthetic samples into the root first when it has none
             (0: never generate; an empty root is an error).
         seed: seed of the synthetic data and of sample subsets.
+        worker_type: "process" (DataLoader worker processes) or "thread" (`num_workers` threads of
+            the training process; see the module docstring).
     """
 
     drop_last_train: bool = False
@@ -62,8 +69,13 @@ class BaseDataModule(LightningDataModule):
         max_val_samples: int | None = None,
         synthetic_samples: int = 0,
         seed: int = 0,
+        worker_type: str = "process",
     ) -> None:
         super().__init__()
+        if worker_type not in WORKER_TYPES:
+            raise UserInputError(
+                f"data.worker_type: expected one of {', '.join(WORKER_TYPES)}, got {worker_type!r}"
+            )
         for name, value in (("batch_size", batch_size), ("num_workers", num_workers + 1)):
             if value < 1:
                 raise UserInputError(f"data.{name}: expected a positive number, got {value}")
@@ -73,6 +85,7 @@ class BaseDataModule(LightningDataModule):
         self.max_val_samples = max_val_samples
         self.synthetic_samples = synthetic_samples
         self.seed = seed
+        self.worker_type = worker_type
 
     # -- hooks a datamodule fills ---------------------------------------------------------------------
     def prepare_synthetic_data(self) -> None:
@@ -105,9 +118,12 @@ class BaseDataModule(LightningDataModule):
         batch_size: int | None = None,
     ) -> DataLoader:
         """The DataLoader of one stage ("train", "val", "test", "predict") under the platform's policy."""
+        threads = self.worker_threads
+        processes = 0 if threads else self.num_workers
         common: dict[str, Any] = {
-            "num_workers": self.num_workers,
-            "persistent_workers": self.num_workers > 0 and stage in PERSISTENT_STAGES,
+            "num_workers": processes,
+            "worker_threads": threads,
+            "persistent_workers": processes > 0 and stage in PERSISTENT_STAGES,
             "pin_memory": self._on_cuda(),
         }
         if collate_fn is not None:
@@ -117,11 +133,16 @@ class BaseDataModule(LightningDataModule):
         else:
             batching = {"batch_size": batch_size or self.batch_size}
         if stage != "train":
-            return DataLoader(dataset, sampler=sampler, **batching, **common)
+            return ThreadedDataLoader(dataset, sampler=sampler, **batching, **common)
         if batch_sampler is None:
             batching["sampler"] = sampler if sampler is not None else EpochRandomSampler(dataset)
             batching["drop_last"] = self.drop_last_train
         return ResumableLoader(dataset, **batching, **common)
+
+    @property
+    def worker_threads(self) -> int:
+        """Thread workers the loaders get (0 when the workers are processes)."""
+        return self.num_workers if self.worker_type == "thread" else 0
 
     def _on_cuda(self) -> bool:
         strategy = getattr(self.trainer, "strategy", None) if self.trainer is not None else None

@@ -27,12 +27,13 @@ from typing import Any
 
 import torch
 from torch.utils.data import (
-    DataLoader,
     IterableDataset,
     RandomSampler,
     SequentialSampler,
     WeightedRandomSampler,
 )
+
+from common.thread_workers import ThreadedDataLoader
 
 STATE_KEYS = ("epoch", "batches")
 
@@ -89,7 +90,7 @@ class EpochWeightedRandomSampler(_EpochSeeded, WeightedRandomSampler):
         yield from draw.tolist()
 
 
-def _epoch_setters(loader: DataLoader) -> list[Any]:
+def _epoch_setters(loader: ThreadedDataLoader) -> list[Any]:
     """The loader's samplers (sampler, batch sampler, the batch sampler's sampler) that take an epoch."""
     found: dict[int, Any] = {}
     batch_sampler = loader.batch_sampler
@@ -99,10 +100,10 @@ def _epoch_setters(loader: DataLoader) -> list[Any]:
     return list(found.values())
 
 
-class ResumableLoader(DataLoader):
+class ResumableLoader(ThreadedDataLoader):
     """A DataLoader whose position inside an epoch is saved in checkpoints and restored on resume.
 
-    Takes DataLoader's arguments. A shuffled order must be reproducible from the epoch (see the module
+    Takes DataLoader's arguments and `worker_threads` (`common.thread_workers`). A shuffled order must be reproducible from the epoch (see the module
     docstring): a plain `RandomSampler` (`shuffle=True`) is refused.
     """
 
@@ -162,17 +163,18 @@ class ResumableLoader(DataLoader):
             self._taken += 1
             yield batch
 
-    def _rest_of_epoch(self, skip: int) -> DataLoader:
+    def _rest_of_epoch(self, skip: int) -> ThreadedDataLoader:
         """A one-off loader over this epoch's batches after the first `skip`, with the same workers."""
         if self.batch_sampler is not None:
             order: dict[str, Any] = {"batch_sampler": list(islice(iter(self.batch_sampler), skip, None))}
         else:  # no automatic batching: each index is one batch
             order = {"sampler": list(islice(iter(self.sampler), skip, None)), "batch_size": None}
         workers = self.num_workers
-        return DataLoader(
+        return ThreadedDataLoader(
             self.dataset,
             **order,
             num_workers=workers,
+            worker_threads=self.worker_threads,
             collate_fn=self.collate_fn,
             pin_memory=self.pin_memory,
             timeout=self.timeout,

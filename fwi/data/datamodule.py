@@ -25,6 +25,7 @@ from fwi.data.datasets import (
     KaggleTestDataset,
     ShotGatherDataset,
     collate_skipping_bad,
+    thread_batch_ring,
 )
 from fwi.data.families import SAMPLES_PER_FILE
 from fwi.data.formats import FilePair, discover_pairs, family_directory, kaggle_test_files
@@ -55,8 +56,8 @@ class FwiDataModule(BaseDataModule):
         fold: which fold is validation, 0-based (split "kfold").
         holdout_family: the family left out for validation (split "leave_family_out").
         batch_size: samples per batch.
-        num_workers: DataLoader worker processes (each reuses 4 shared-memory batches, see
-            `fwi.data.datasets.SharedBatchRing`).
+        num_workers: loader workers (processes: each reuses 4 shared-memory batches, see
+            `fwi.data.datasets.SharedBatchRing`; threads: see worker_type).
         max_samples: cap on training samples, spread evenly over files (None: all).
         max_val_samples: cap on validation/test samples (None: all).
         mirror_probability: chance of the mirror augmentation per training sample.
@@ -78,6 +79,9 @@ class FwiDataModule(BaseDataModule):
         synthetic_family: family of the synthetic set written when `synthetic_samples > 0`.
         synthetic_samples_per_file: samples per synthetic file (OpenFWI: 500).
         synthetic_threads: CPU threads for the generator (None: torch's default).
+        worker_type: "process" or "thread": `num_workers` threads of the training process read the
+            memory maps into reused batches (`common.thread_workers`); no hand-over through shared
+            memory, so one thread keeps up with in-process reads (docs/fwi.md, Benchmarks).
     """
 
     drop_last_train = True  # see train_dataloader
@@ -108,8 +112,11 @@ class FwiDataModule(BaseDataModule):
         synthetic_family: str = "FlatVel-A",
         synthetic_samples_per_file: int = SAMPLES_PER_FILE,
         synthetic_threads: int | None = None,
+        worker_type: str = "process",
     ) -> None:
-        super().__init__(batch_size, num_workers, max_samples, max_val_samples, synthetic_samples, seed)
+        super().__init__(
+            batch_size, num_workers, max_samples, max_val_samples, synthetic_samples, seed, worker_type
+        )
         _check_choice("split", split, SPLIT_MODES)
         _check_choice("mirror_middle", mirror_middle, MIRROR_MIDDLE_MODES)
         _check_choice("on_bad", on_bad, ("error", "skip"))
@@ -245,10 +252,13 @@ class FwiDataModule(BaseDataModule):
         self.float16_inputs = all(p.seismic_dtype == "float16" for p in self.splits["train"])
 
     def _dataset(self, split: str, train: bool) -> ShotGatherDataset:
-        # Workers reuse shared-memory batches (DataLoader's default prefetch_factor 2, + 2).
+        if self.worker_threads:  # one ring shared by the threads
+            ring = thread_batch_ring(self.worker_threads)
+        else:  # worker processes reuse their own shared-memory batches; in process, none are reused
+            ring = BATCH_RING if self.num_workers else 0
         return ShotGatherDataset(
             self.splits[split],
-            batch_ring=BATCH_RING,
+            batch_ring=ring,
             max_samples=self.max_samples if train else self.max_val_samples,
             mirror_probability=self.hparams.mirror_probability if train else 0.0,
             mirror_middle=self.hparams.mirror_middle,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
 from common.lightning_private import new_shared_storage
+from common.thread_workers import BATCHES_AHEAD_PER_THREAD, batch_generator
 from fwi.data.families import FAMILIES, N_RECEIVERS, SEISMIC_SHAPE, SOURCE_X, UNKNOWN_FAMILY, VELOCITY_SHAPE
 from fwi.data.formats import FilePair, FwiDataError, check_test_file, check_velocity_range
 
@@ -68,7 +70,10 @@ def empty_batch(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
 
 
 class SharedBatchRing:
-    """Shared-memory batch tensors that a DataLoader worker reuses in turn instead of allocating anew.
+    """Batch tensors that a loader's workers reuse in turn instead of allocating anew.
+
+    In a worker process they are shared memory; with thread workers (`common.thread_workers`) they are
+    the training process's own memory, taken under a lock by any number of threads.
 
     A fresh shared-memory batch costs a page fault per 4 KiB page on first touch (about 2 GB/s on a
     2-core VM, which held one float32 worker to 41% of the in-process read rate). With `size` buffers
@@ -83,15 +88,27 @@ class SharedBatchRing:
         self.size = size
         self._buffers: dict[tuple, list[torch.Tensor]] = {}
         self._turn: dict[tuple, int] = {}
+        self._lock = threading.Lock()
 
     def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         key = (tuple(shape), dtype)
-        buffers = self._buffers.setdefault(key, [])
-        turn = self._turn.get(key, 0)
-        self._turn[key] = (turn + 1) % self.size
-        if turn == len(buffers):
-            buffers.append(empty_batch(shape, dtype))
-        return buffers[turn]
+        with self._lock:
+            buffers = self._buffers.setdefault(key, [])
+            turn = self._turn.get(key, 0)
+            self._turn[key] = (turn + 1) % self.size
+            if turn == len(buffers):
+                buffers.append(empty_batch(shape, dtype))
+            return buffers[turn]
+
+
+def thread_batch_ring(threads: int) -> int:
+    """Ring size for `threads` thread workers sharing one `SharedBatchRing`.
+
+    Counts the batches in flight (`BATCHES_AHEAD_PER_THREAD` per thread), up to `threads - 1` more
+    whose reads start in another order than they were asked for, and the two a Lightning loop holds
+    (the batch it trains on and the one it fetched ahead), plus one.
+    """
+    return (BATCHES_AHEAD_PER_THREAD + 1) * threads + 2
 
 
 FLOAT16_MAGNITUDE_BITS, FLOAT16_EXPONENT_BITS = 0x7FFF, 0x7C00
@@ -127,9 +144,13 @@ class ShotGatherDataset(Dataset):
         on_bad: "error" raises for NaN/inf samples and velocity maps outside 1500-4500 m/s, naming
             file and index; "skip" logs and counts them and the collate function leaves them out.
         max_open_files: memory maps kept open per process (each holds a file descriptor).
-        batch_ring: reuse this many shared-memory batches per worker (`SharedBatchRing`, at least the
-            DataLoader's prefetch_factor + 2); 0 allocates every batch anew. Only for loaders whose
-            consumer is done with a batch two batches later, as Lightning's loops are.
+        batch_ring: reuse this many batches (`SharedBatchRing`: per worker process, at least the
+            DataLoader's prefetch_factor + 2; shared by thread workers, see `thread_batch_ring`);
+            0 allocates every batch anew. Only for loaders whose consumer is done with a batch two
+            batches later, as Lightning's loops are.
+
+    Safe to read from several threads at once (thread workers): the memory-map cache and the ring
+    take locks, mirror draws come from `common.thread_workers.batch_generator()`.
     """
 
     def __init__(
@@ -157,6 +178,7 @@ class ShotGatherDataset(Dataset):
         self.batch_ring = batch_ring
         self._ring: SharedBatchRing | None = None
         self._maps: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self._maps_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -165,7 +187,12 @@ class ShotGatherDataset(Dataset):
         state = dict(self.__dict__)
         state["_maps"] = OrderedDict()
         state["_ring"] = None
+        del state["_maps_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._maps_lock = threading.Lock()
 
     def _array(self, path: Path) -> np.ndarray:
         """The memory map of `path`, kept among the `max_open_files` most recently used.
@@ -173,14 +200,15 @@ class ShotGatherDataset(Dataset):
         Each map holds a file descriptor: all of OpenFWI is ~1,900 files (940 pairs), above the usual limit of
         1,024 open files per process, so the least recently used map is closed beyond the cap.
         """
-        array = self._maps.get(path)
-        if array is None:
-            array = self._maps[path] = open_memmap(path)
-            while len(self._maps) > self.max_open_files:
-                self._maps.popitem(last=False)
-        else:
-            self._maps.move_to_end(path)
-        return array
+        with self._maps_lock:
+            array = self._maps.get(path)
+            if array is None:
+                array = self._maps[path] = open_memmap(path)
+                while len(self._maps) > self.max_open_files:
+                    self._maps.popitem(last=False)
+            else:
+                self._maps.move_to_end(path)
+            return array
 
     def locate(self, item: int) -> tuple[FilePair, int]:
         flat = int(self.indices[item])
@@ -207,8 +235,10 @@ class ShotGatherDataset(Dataset):
             log.warning("skipping bad sample (%d so far in this process): %s", self.skipped, error)
             return None
         mirrored = False
-        # torch's generator: seeded per worker by Lightning's seed_everything(workers=True).
-        if self.mirror_probability > 0 and float(torch.rand(())) < self.mirror_probability:
+        # Worker processes: torch's generator, seeded per worker by seed_everything(workers=True);
+        # thread workers: the batch's own generator.
+        draw = torch.rand((), generator=batch_generator()) if self.mirror_probability > 0 else None
+        if draw is not None and float(draw) < self.mirror_probability:
             seismic[...], velocity[...] = mirror_sample(seismic, velocity, self.mirror_middle)
             mirrored = True
         return {"family": FAMILIES.index(pair.family), "mirrored": mirrored}
@@ -224,10 +254,11 @@ class ShotGatherDataset(Dataset):
         return None if meta is None else {"seismic": seismic, "velocity": velocity, **meta}
 
     def _batch_tensor(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        if self.batch_ring < 1 or get_worker_info() is None:
+        if self.batch_ring < 1:
             return empty_batch(shape, dtype)
-        if self._ring is None:
-            self._ring = SharedBatchRing(self.batch_ring)
+        with self._maps_lock:
+            if self._ring is None:
+                self._ring = SharedBatchRing(self.batch_ring)
         return self._ring.take(shape, dtype)
 
     def read_batch(self, items: list[int]) -> dict[str, Any]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from torch.utils.data import DataLoader, SequentialSampler
+from torch.utils.data import SequentialSampler
 
 from common.errors import UserInputError
 from common.resumable_loader import EpochRandomSampler, ResumableLoader
 from common.task import lr_factor
+from common.thread_workers import ThreadedDataLoader
 from tests.common.models import TinyBaseDataModule, TinyBaseTask
 
 TINY = [
@@ -68,7 +69,8 @@ def test_one_loader_policy() -> None:
     train, val = data.train_dataloader(), data.val_dataloader()
     assert isinstance(train, ResumableLoader) and isinstance(train.sampler, EpochRandomSampler)
     assert not train.drop_last and not train.pin_memory  # no trainer on CUDA: nothing to pin
-    assert type(val) is DataLoader and isinstance(val.sampler, SequentialSampler)
+    assert type(val) is ThreadedDataLoader and isinstance(val.sampler, SequentialSampler)
+    assert val.worker_threads == 0  # worker processes unless a domain offers worker_type: thread
 
     class NoLastBatchOfOne(TinyBaseDataModule):
         drop_last_train = True

@@ -25,15 +25,21 @@ def take(loader: DataLoader, count: int) -> list[int]:
     return flat(next(iterator) for _ in range(count))
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_a_new_loader_given_the_state_continues_the_epoch(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "threads"), [(0, 0), (1, 0), (0, 2)])
+def test_a_new_loader_given_the_state_continues_the_epoch(workers: int, threads: int) -> None:
     data = torch.arange(23)
     sampler = EpochRandomSampler(data, seed=5)
     sampler.set_epoch(3)
     whole = flat(DataLoader(data, batch_size=4, sampler=sampler))
     assert sorted(whole) == list(range(23))
 
-    first = ResumableLoader(data, batch_size=4, sampler=EpochRandomSampler(data, seed=5), num_workers=workers)
+    first = ResumableLoader(
+        data,
+        batch_size=4,
+        sampler=EpochRandomSampler(data, seed=5),
+        num_workers=workers,
+        worker_threads=threads,
+    )
     first.sampler.set_epoch(3)
     head = take(first, 2)
     state = first.state_dict()
@@ -41,7 +47,11 @@ def test_a_new_loader_given_the_state_continues_the_epoch(workers: int) -> None:
 
     # A new process: a fresh loader (epoch 0), given the checkpoint's state before Lightning asks for a batch.
     second = ResumableLoader(
-        data, batch_size=4, sampler=EpochRandomSampler(data, seed=5), num_workers=workers
+        data,
+        batch_size=4,
+        sampler=EpochRandomSampler(data, seed=5),
+        num_workers=workers,
+        worker_threads=threads,
     )
     second.load_state_dict(state)
     tail = flat(second)

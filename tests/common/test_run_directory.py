@@ -47,6 +47,8 @@ TINY_TESTS = {
         "--config", str(REPO / "configs/fwi/quickstart.yaml"),
         "--data.init_args.synthetic_samples", "8", "--data.init_args.synthetic_samples_per_file", "4",
         "--data.init_args.batch_size", "2", "--model.init_args.model_args", "{width: 0.125}",
+        # thread workers: Lightning rebuilds the loader with its DistributedSampler
+        "--data.init_args.worker_type", "thread", "--data.init_args.num_workers", "1",
     ],
     "roofnet": [
         "--config", str(REPO / "configs/roofnet/quickstart.yaml"),

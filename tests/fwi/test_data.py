@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fwi.data import FwiDataError, ShotGatherDataset, discover_pairs, mirror_sample
-from fwi.data.datasets import BatchedReads, KaggleTestDataset, collate_skipping_bad
+from fwi.data.datasets import BatchedReads, KaggleTestDataset, collate_skipping_bad, thread_batch_ring
 from fwi.data.formats import kaggle_test_files
 from fwi.data.normalization import denormalize_velocity, normalize_seismic, normalize_velocity, seismic_limits
 from fwi.data.splits import make_split
@@ -308,19 +308,58 @@ def test_openfwi_limits_and_drop_last(openfwi_root: Path) -> None:
     ]
 
 
-def test_worker_reuses_shared_batches_without_corrupting_them(openfwi_root: Path) -> None:
-    """A one-worker loader with the ring: every batch, checked as a training step would use it."""
-    from torch.utils.data import DataLoader
+@pytest.mark.parametrize("worker_type", ["process", "thread"])
+def test_workers_reuse_batches_without_corrupting_them(openfwi_root: Path, worker_type: str) -> None:
+    """A loader with the ring, consumed as a Lightning loop does (the batch trained on and the one
+    fetched ahead both intact); thread workers read as many threads as asked."""
+    from common.thread_workers import ThreadedDataLoader
 
     pairs = discover_pairs(openfwi_root)
     plain = ShotGatherDataset(pairs)
-    loader = DataLoader(
-        BatchedReads(ShotGatherDataset(pairs, batch_ring=4)),
+    threads = 2 if worker_type == "thread" else 0
+    ring = thread_batch_ring(threads) if threads else 4
+    loader = ThreadedDataLoader(
+        BatchedReads(ShotGatherDataset(pairs, batch_ring=ring)),
         batch_size=2,
-        num_workers=1,
+        num_workers=0 if threads else 1,
+        worker_threads=threads,
         collate_fn=collate_skipping_bad,
     )
-    for index, batch in enumerate(loader):
-        expected = torch.stack([plain[2 * index + j]["seismic"] for j in range(2)])
-        assert torch.equal(batch["seismic"], expected), index
-    assert index == 9
+    for _ in range(2):  # the second epoch writes into the ring's buffers again
+        held = None
+        for index, batch in enumerate(loader):
+            if held is not None:  # the batch trained on, checked after the next one was fetched
+                expected = torch.stack([plain[2 * (index - 1) + j]["seismic"] for j in range(2)])
+                assert torch.equal(held["seismic"], expected), index
+            held = batch
+        assert index == 9
+
+
+def test_thread_workers_train_the_batches_of_worker_processes(openfwi_root: Path) -> None:
+    """The datamodule's thread loader gives the process loader's batches, mirror flips reproducible."""
+    import lightning.pytorch as pl
+
+    from fwi.data import FwiDataModule
+
+    def epoch(worker_type: str, workers: int) -> list[dict]:
+        pl.seed_everything(5, workers=True)
+        module = FwiDataModule(
+            root=str(openfwi_root),
+            batch_size=4,
+            num_workers=workers,
+            worker_type=worker_type,
+            mirror_probability=0.5,
+        )
+        module.setup("fit")
+        return [{k: v.clone() for k, v in batch.items()} for batch in module.train_dataloader()]
+
+    processes, threads, again = epoch("process", 1), epoch("thread", 2), epoch("thread", 1)
+    assert len(processes) == len(threads) == len(again) > 1
+    for a, b, c in zip(processes, threads, again, strict=True):
+        mirrored = b["mirrored"]
+        assert torch.equal(b["mirrored"], c["mirrored"]) and torch.equal(b["seismic"], c["seismic"])
+        keep = ~(a["mirrored"] | mirrored)  # samples neither loader flipped are the same samples
+        assert torch.equal(a["seismic"][keep], b["seismic"][keep])
+        assert torch.equal(a["velocity"][keep], b["velocity"][keep])
+    flips = torch.cat([b["mirrored"] for b in threads])
+    assert 0 < int(flips.sum()) < len(flips)

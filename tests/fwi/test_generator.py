@@ -12,7 +12,15 @@ import torch.nn.functional as F
 
 from fwi.data.families import FAMILIES
 from fwi.data.formats import discover_pairs
-from fwi.data.generator import GENERATOR_VERSION, forward_model, generate, openfwi_ricker, read_manifest
+from fwi.data.generator import (
+    GENERATOR_VERSION,
+    forward_model,
+    generate,
+    openfwi_ricker,
+    read_manifest,
+    sample_velocity,
+)
+from fwi.data.normalization import OPENFWI_SEISMIC_LIMITS
 from fwi.data.velocity_models import velocity_model
 
 
@@ -111,6 +119,24 @@ def test_zero_offset_direct_wave_peaks_at_78_ms_as_real_kaggle_gathers() -> None
     assert peaks == [78, 78, 78, 78, 78]
     reference = reference_gathers(velocity[0], n_time, 34)
     assert int(np.argmax(reference[:, 34])) == 78
+
+
+def test_gather_extremes_match_openfwi_flatvel_a_limits() -> None:
+    """The amplitude scale against real data: OpenFWI's FlatVel-A seismic limits (dataset_config.json,
+    min/max over the real training set: -26.95 / 52.77) against the same over our prior.
+
+    The extremes are the direct wave at the nearest receivers in the fastest top layers (the source
+    term scales with v^2), so the 16 fastest top layers of 24,000 drawn models (about OpenFWI's
+    FlatVel-A training-set size) over the first 200 ms stand for the whole set. Without the wavelet's
+    amplitude, the sign flip or the v^2 source term this is off by far more than 5%.
+    """
+    top_speed = [float(sample_velocity("FlatVel-A", 3, k)[0, 0].max()) for k in range(24000)]
+    fastest = np.argsort(top_speed)[-16:]
+    velocity = np.stack([sample_velocity("FlatVel-A", 3, int(k)) for k in fastest])
+    gathers = forward_model(torch.from_numpy(velocity).float(), n_time=200)
+    low, high = OPENFWI_SEISMIC_LIMITS["FlatVel-A"]
+    assert float(gathers.max()) == pytest.approx(high, rel=0.05)
+    assert float(gathers.min()) == pytest.approx(low, rel=0.05)
 
 
 def test_generation_is_deterministic_and_resumable(tmp_path: Path) -> None:

@@ -4,13 +4,14 @@
 
 Writes `--files` OpenFWI-shaped files (random values; only bytes matter) under a temporary folder and
 their float16 cache (`mtl fwi cache`, what float16 recipes train on), warms the page cache, then
-measures, in one run, each over several epochs of every sample (batch 32), best epoch after the first:
+measures, in one run, each over ten epochs of every sample (batch 32), best epoch after the first:
   - in-process reads: every sample copied from the memory maps into one reused batch in this process,
     no loader: what any loader's reads cost here, the baseline of the >= 90% target;
   - ours: FwiDataModule's loader with one worker, as a thread (`worker_type: thread`) and as a
     persistent process (reused shared-memory batches, and a fresh shared-memory batch each time),
     for the float32 files, and the thread worker over the float16 cache;
   - reference: samples/s of `np.load(file)[i]` per sample (what users reported as "9 days an epoch");
+  - overlap: the same loaders while the training thread runs a stand-in compute step per batch;
   - memory: peak RSS and owned memory (proportional anonymous + shared-memory pages, i.e. without the
     page cache of the mapped files) of the loader process tree when reading 1 file vs all files, to
     show memory stays flat in the number of files.
@@ -87,7 +88,8 @@ def make_loader(pairs, worker_type: str, batch_size: int = 32, batch_ring: int |
     """The loader FwiDataModule builds for one worker of `worker_type` ("thread" or "process"; else none).
 
     `batch_ring` None: the module's ring (`thread_batch_ring(1)`, or 4 per process and in process,
-    where a batch is read when the one before is done with); 0: a fresh batch every time. Process workers persist between epochs, as they do for training.
+    where a batch is read when the one before is done with); 0: a fresh batch every time. Process
+    workers persist between epochs, as they do for training.
     """
     threads, processes = int(worker_type == "thread"), int(worker_type == "process")
     if batch_ring is None:
@@ -110,7 +112,7 @@ def compute_step(batch: dict, weight: torch.Tensor) -> None:
 
 
 def epoch_speeds(
-    loader, epochs: int = 4, sample_memory: bool = False, step_weight: torch.Tensor | None = None
+    loader, epochs: int = 10, sample_memory: bool = False, step_weight: torch.Tensor | None = None
 ) -> tuple[float, int, int]:
     """(best samples/s over the epochs after the first, peak RSS, peak owned memory).
 
@@ -133,7 +135,7 @@ def epoch_speeds(
     return max(speeds[1:] or speeds), peak_rss, peak_owned
 
 
-def in_process_reads(pairs, batch_size: int = 32, epochs: int = 4) -> float:
+def in_process_reads(pairs, batch_size: int = 32, epochs: int = 10) -> float:
     """Samples/s of reading every sample into one reused batch in this process (no loader at all):
     best over the epochs after the first, like `epoch_speeds`."""
     dataset = ShotGatherDataset(pairs)

@@ -12,9 +12,9 @@ over 100 real CurveVel-A maps: 4-8 distinct velocities, never 3; interfaces bent
 relief median 17 cells, 90th percentile 33, up to 65, with 3-5 interior extrema across 70 cells):
 
     FlatVel     flat layers; A: velocities increasing with depth; B: the same layers in random order
-    CurveVel    those layers bent by one shared fold (three sinusoids of 20-60 cells wavelength, relief
-                7-55 cells in A, 10-70 in B) whose relief changes with depth, plus a small fold
-                of each interface's own (up to 1.5 cells in A, 5 in B), cut off where they leave
+    CurveVel    those layers bent by one shared fold (three sinusoids of 22-45 cells wavelength, relief
+                8-50 cells in A, 10-65 in B) whose relief changes with depth, plus a small fold
+                of each interface's own (up to 2.5 cells in A, 5 in B), cut off where they leave
                 the grid; CurveVel layer counts follow the real CurveVel-A distinct-velocity shares
     FlatFault   flat layers cut by one straight fault; the hanging wall moves by the throw
                 (A: 5-12 cells; B: 5-20 cells and layers in random order)
@@ -47,10 +47,10 @@ FAULT_THROW_CELLS = {"A": (5, 12), "B": (5, 20)}
 # CurveVel folds, fitted to 100 real CurveVel-A maps (B: larger and less parallel, not compared).
 CURVE_COMPONENTS = 3
 CURVE_MIX_CONCENTRATION = 3.0  # Dirichlet weights of the components: all three usually matter
-CURVE_WAVELENGTH_CELLS = (20.0, 60.0)
-CURVE_RELIEF_CELLS = {"A": (7.0, 55.0), "B": (10.0, 70.0)}  # peak to peak of the shared fold
+CURVE_WAVELENGTH_CELLS = (22.0, 45.0)
+CURVE_RELIEF_CELLS = {"A": (8.0, 50.0), "B": (10.0, 65.0)}  # peak to peak of the shared fold
 CURVE_RELIEF_GRADIENT = 1.0  # relative change of the fold's relief from top to bottom, at most
-CURVE_OWN_CELLS = {"A": 1.5, "B": 5.0}  # peak to peak of each interface's own fold, at most
+CURVE_OWN_CELLS = {"A": 2.5, "B": 5.0}  # peak to peak of each interface's own fold, at most
 _Z = np.arange(DEPTH, dtype=np.float64)[:, None]
 _X = np.arange(WIDTH, dtype=np.float64)[None, :]
 
@@ -85,7 +85,7 @@ def flat_interfaces(rng: np.random.Generator, n_layers: int) -> np.ndarray:
 
 def fold_shape(rng: np.random.Generator) -> np.ndarray:
     """(1, WIDTH) shape of a fold, mean zero, peak-to-peak 1: a weighted sum of CURVE_COMPONENTS
-    sinusoids of wavelength 20-60 cells (log-uniform; real CurveVel-A interfaces have 3-5 interior
+    sinusoids of wavelength 22-45 cells (log-uniform; real CurveVel-A interfaces have 3-5 interior
     extrema and their strongest Fourier component at 1-3 cycles per 70 cells)."""
     curve = np.zeros((1, WIDTH))
     for weight in rng.dirichlet(np.full(CURVE_COMPONENTS, CURVE_MIX_CONCENTRATION)):

@@ -114,7 +114,7 @@ def test_curvevel_layers_bend_laterally(family: str) -> None:
 
 
 def test_curvevel_a_folds_match_real_curvevel_a() -> None:
-    """The fold's relief, its number of wiggles and how parallel the interfaces are, as real maps."""
+    """The fold's relief, its number of wiggles and how parallel the interfaces are, as in real maps."""
     models = draw("CurveVel-A")
     assert distinct_counts(models).min() >= 4  # real: never 3
     reliefs, extrema, correlations = [], [], []

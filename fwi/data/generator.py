@@ -72,7 +72,10 @@ PML_WIDTH = 20
 #   1: the first generator (a 15 Hz Ricker of deepwave's, unfitted priors).
 #   2: OpenFWI's 147-sample Ricker and recording timing, `max_vel` 4500 for every batch, priors fitted
 #      to real FlatVel-A maps (layer counts, top-layer velocity).
-GENERATOR_VERSION = 2
+#   3: CurveVel and CurveFault folds fitted to real CurveVel-A maps (larger relief, three sinusoids,
+#      interfaces not exactly parallel), CurveVel layer counts from real CurveVel-A; FlatVel,
+#      FlatFault and Style samples are unchanged.
+GENERATOR_VERSION = 3
 MANIFEST = "generator.json"  # in each family folder the generator wrote
 
 

@@ -2,11 +2,14 @@
 
 Real-map figures (from the OpenFWI FlatVel-A/CurveVel-A training maps; see docs/fwi.md): FlatVel-A
 3-8 layers (3: 10%, 4-7: ~20% each, 8: 8%), increasing with depth, integer m/s, top layer median
-1833 m/s, thickness 1-57 cells (median 12), mean 2780 m/s; CurveVel-A 3-8 distinct velocities.
+1833 m/s, thickness 1-57 cells (median 12), mean 2780 m/s; CurveVel-A 3-8 distinct velocities, and
+the fold statistics of the CURVEVEL_A_* constants below.
 Priors only, no wave simulation: the whole file takes about a second.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import pytest
@@ -14,6 +17,16 @@ import pytest
 from fwi.data.velocity_models import FAULT_THROW_CELLS, velocity_model
 
 N_MODELS = 200
+
+# Measured on 100 real CurveVel-A maps of OpenFWI's training split (each layer's top depth traced
+# across the 70 columns, where it lies inside the grid): no map has only 3 distinct velocities; the
+# relief (max - min depth) of interfaces inside the grid over at least 35 columns has median 17 cells
+# and 90th percentile 33; interfaces inside the grid over all 70 columns have 3-5 interior extrema
+# (median 4); adjacent interfaces correlate at 0.98 (median). The bounds leave room for 200 draws.
+CURVEVEL_A_RELIEF_MEDIAN_CELLS = (14, 20)  # real 17
+CURVEVEL_A_RELIEF_P90_CELLS = (26, 42)  # real 33
+CURVEVEL_A_EXTREMA_MEDIAN = (3, 5)  # real 4
+CURVEVEL_A_ADJACENT_CORRELATION_MEDIAN = 0.93  # at least; real 0.98
 
 
 def draw(family: str) -> np.ndarray:
@@ -27,6 +40,24 @@ def distinct_counts(models: np.ndarray) -> np.ndarray:
 def layer_thicknesses(column: np.ndarray) -> np.ndarray:
     edges = np.concatenate([[0], np.flatnonzero(np.diff(column)) + 1, [len(column)]])
     return np.diff(edges)
+
+
+def interface_depths(model: np.ndarray) -> list[np.ndarray]:
+    """Each layer's top depth per column (70,), NaN where the layer is absent or its top is row 0."""
+    curves = []
+    for value in np.unique(model):  # one velocity per layer
+        present = model == value
+        top = np.where(present.any(axis=0), present.argmax(axis=0), 0).astype(np.float64)
+        top[top <= 0] = np.nan
+        if np.isfinite(top).any():
+            curves.append(top)
+    return curves
+
+
+def interior_extrema(curve: np.ndarray) -> int:
+    steps = np.diff(curve)
+    steps = steps[steps != 0]
+    return int(np.sum(np.sign(steps[1:]) != np.sign(steps[:-1])))
 
 
 def common_checks(models: np.ndarray) -> None:
@@ -80,6 +111,27 @@ def test_curvevel_layers_bend_laterally(family: str) -> None:
     assert increasing == 1.0 if family.endswith("A") else increasing < 0.1
     if family == "CurveVel-A":
         assert 1700 <= np.median(models[:, 0, :]) <= 1950  # real top row median 1842
+
+
+def test_curvevel_a_folds_match_real_curvevel_a() -> None:
+    """The fold's relief, its number of wiggles and how parallel the interfaces are, as in real maps."""
+    models = draw("CurveVel-A")
+    assert distinct_counts(models).min() >= 4  # real: never 3
+    reliefs, extrema, correlations = [], [], []
+    for model in models:
+        curves = interface_depths(model)
+        reliefs += [np.nanmax(c) - np.nanmin(c) for c in curves if np.isfinite(c).sum() >= 35]
+        full = [c for c in curves if np.isfinite(c).all()]
+        extrema += [interior_extrema(c) for c in full]
+        wavy = [c for c in full if c.std() > 0.5]
+        correlations += [np.corrcoef(a, b)[0, 1] for a, b in itertools.pairwise(wavy)]
+    low, high = CURVEVEL_A_RELIEF_MEDIAN_CELLS
+    assert low <= np.median(reliefs) <= high
+    low, high = CURVEVEL_A_RELIEF_P90_CELLS
+    assert low <= np.percentile(reliefs, 90) <= high
+    low, high = CURVEVEL_A_EXTREMA_MEDIAN
+    assert low <= np.median(extrema) <= high
+    assert np.median(correlations) >= CURVEVEL_A_ADJACENT_CORRELATION_MEDIAN
 
 
 @pytest.mark.parametrize("family", ["FlatFault-A", "FlatFault-B", "CurveFault-A", "CurveFault-B"])

@@ -33,26 +33,20 @@ def test_a_new_loader_given_the_state_continues_the_epoch(workers: int, threads:
     whole = flat(DataLoader(data, batch_size=4, sampler=sampler))
     assert sorted(whole) == list(range(23))
 
-    first = ResumableLoader(
-        data,
-        batch_size=4,
-        sampler=EpochRandomSampler(data, seed=5),
-        num_workers=workers,
-        worker_threads=threads,
-    )
+    def fresh_loader() -> ResumableLoader:
+        sampler = EpochRandomSampler(data, seed=5)
+        return ResumableLoader(
+            data, batch_size=4, sampler=sampler, num_workers=workers, worker_threads=threads
+        )
+
+    first = fresh_loader()
     first.sampler.set_epoch(3)
     head = take(first, 2)
     state = first.state_dict()
     assert state == {"epoch": 3, "batches": 2}
 
     # A new process: a fresh loader (epoch 0), given the checkpoint's state before Lightning asks for a batch.
-    second = ResumableLoader(
-        data,
-        batch_size=4,
-        sampler=EpochRandomSampler(data, seed=5),
-        num_workers=workers,
-        worker_threads=threads,
-    )
+    second = fresh_loader()
     second.load_state_dict(state)
     tail = flat(second)
     assert head + tail == whole

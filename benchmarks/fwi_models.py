@@ -15,12 +15,13 @@ steps, inference samples/s over the test set.
 
 Rows: each model; the training set's mean map (what a model must beat); the ensembles of the five
 families (per-pixel median, mean, weights fitted on the validation file: one global vector, and one
-per family used by each test sample's family), with flip TTA; a seed ensemble (the family that was
-best on the validation file trained --seeds times with different initialisation and batch order,
-averaged), and the weighted ensemble of every model trained (five families and the extra seeds);
-the ensemble best on the validation file with TV refinement (family prior when the family is known,
-guessed from the map when not, as on Kaggle); TV refinement of the best single model. "/ best member"
-divides by the test MAE of the best single model of the first table, measured in the same run.
+per family used by each test sample's family), the median with flip TTA (test file only); a seed
+ensemble (the family best on the validation file trained --seeds times with different
+initialisation and batch order, averaged), and the weighted ensemble of every model trained (five
+families and the extra seeds); the ensemble best on the validation file with TV refinement (family
+prior when the family is known, guessed from the map when not, as on Kaggle); TV refinement of the
+family best on the validation file. "/ best member" divides by the test MAE of the best single
+model of the first table, measured in the same run.
 
 Uncertainty: for the five-family ensemble's spread, the seed ensemble's spread and MC dropout of
 the best family, coverage of +-1 and +-2 sigma, Gaussian NLL and Spearman(sigma, |error|) on the

@@ -297,11 +297,16 @@ def calibrate(
     passes: int = 16,
     max_samples: int | None = None,
     batch_size: int = 8,
+    objective: str = "nll",
+    write_bundle: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Per-pixel uncertainty on a validation set and how well it is calibrated.
+    """Per-pixel uncertainty on a validation set, how well it is calibrated, and the factor that fixes it.
 
-    Writes <out>/calibration.json (coverage of +-1 and +-2 sigma, correlation of sigma with |error|,
-    a reliability table) and <out>/reliability.png.
+    Writes <out>/calibration.json (coverage of +-1 and +-2 sigma, Gaussian NLL, correlation of sigma
+    with |error|, a reliability table; the fitted sigma factor s and the same figures with s sigma)
+    and <out>/reliability.png. With --write_bundle true, s also goes into the bundle's
+    `sigma_calibration.json`, which `mtl fwi submit --uncertainty true` applies to its sigma maps.
 
     Args:
         checkpoint: a `.ckpt` from `mtl fit` or an export bundle (a model or an ensemble).
@@ -311,19 +316,38 @@ def calibrate(
         passes: MC-dropout passes.
         max_samples: validation samples used (evenly spread; default all).
         batch_size: validation batch size.
+        objective: how s is fitted: nll (Gaussian NLL, Levi et al. 2019) or coverage (68.27 % within 1 sigma).
+        write_bundle: store s in the export bundle given as --checkpoint (sigma_calibration.json).
+        overwrite: replace a sigma_calibration.json already in the bundle.
     """
     import torch
 
     from fwi.ensemble import EnsembleError, VelocityEnsemble
     from fwi.submission import load_task
-    from fwi.uncertainty import calibration_report, mc_dropout_samples, mean_and_std, reliability_plot
+    from fwi.uncertainty import (
+        calibration_report,
+        check_calibration_target,
+        fit_sigma_scale,
+        mc_dropout_samples,
+        mean_and_std,
+        reliability_plot,
+        write_sigma_calibration,
+    )
 
     if method not in ("mc_dropout", "ensemble"):
         raise EnsembleError(f"--method: expected mc_dropout or ensemble, got {method!r}")
+    if write_bundle:
+        check_calibration_target(checkpoint, overwrite)
     module = load_task(checkpoint)
-    if method == "ensemble" and not isinstance(module, VelocityEnsemble):
+    is_ensemble = isinstance(module, VelocityEnsemble)
+    if method == "ensemble" and not is_ensemble:
         raise EnsembleError(
             f"--checkpoint {checkpoint}: --method ensemble needs an ensemble bundle (mtl fwi ensemble)"
+        )
+    if write_bundle and method != ("ensemble" if is_ensemble else "mc_dropout"):
+        raise EnsembleError(
+            f"--write_bundle: mtl fwi submit takes the members' spread as sigma for an ensemble bundle, so "
+            f"store a factor fitted with --method ensemble, not {method}"
         )
     means, sigmas, targets = [], [], []
     for batch in validation_batches(val_dir, max_samples, batch_size):
@@ -336,15 +360,42 @@ def calibrate(
         means.append(mean)
         sigmas.append(sigma)
         targets.append(batch["velocity"].float())
-    report = calibration_report(torch.cat(means), torch.cat(sigmas), torch.cat(targets))
-    report.update({"method": method, "checkpoint": str(checkpoint), "val_dir": str(val_dir)})
+    mean, sigma, target = torch.cat(means), torch.cat(sigmas), torch.cat(targets)
+    report = calibration_report(mean, sigma, target)
+    scale = fit_sigma_scale(mean, sigma, target, objective)
+    scaled = calibration_report(mean, scale * sigma, target)
+    report.update(
+        {
+            "method": method,
+            "checkpoint": str(checkpoint),
+            "val_dir": str(val_dir),
+            "sigma_scale": scale,
+            "objective": objective,
+            "scaled": scaled,
+        }
+    )
     if method == "mc_dropout":
         report["passes"] = passes
+    if write_bundle:
+        record = {
+            "sigma_scale": scale,
+            "method": method,
+            "objective": objective,
+            "val_dir": str(val_dir),
+            "pixels": report["pixels"],
+            "coverage_1sigma_before": report["coverage_1sigma"],
+            "coverage_1sigma_after": scaled["coverage_1sigma"],
+            "coverage_2sigma_after": scaled["coverage_2sigma"],
+            **({"passes": passes} if method == "mc_dropout" else {}),
+        }
+        report["bundle_file"] = str(write_sigma_calibration(checkpoint, record, overwrite=overwrite))
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
-    reliability_plot(report, directory / "reliability.png", title=f"{method}: {checkpoint}")
-    print(json.dumps({k: v for k, v in report.items() if k != "reliability"}, indent=2))
+    reliability_plot(report, directory / "reliability.png", title=f"{method}: {checkpoint} (s = {scale:.3g})")
+    summary = {k: v for k, v in report.items() if k not in ("reliability", "scaled")}
+    summary["scaled"] = {k: v for k, v in scaled.items() if k != "reliability"}
+    print(json.dumps(summary, indent=2))
     return report
 
 

@@ -6,8 +6,10 @@ oid_ypos,x_1,x_3,...,x_69
 With `uncertainty`, a per-pixel standard deviation map (m/s, float16, (70, 70)) per test file goes
 into `<out>.std.npz`, one entry per oid (`np.load(path)[oid]`): the members' spread for an ensemble
 bundle, the spread of N MC-dropout passes otherwise (`fwi.uncertainty`). The CSV is the same with or
-without it (the model's ordinary prediction, not the MC mean). Both files are written as `.partial`
-and moved into place only when every test file has been written.
+without it (the model's ordinary prediction, not the MC mean). When the bundle holds a fitted sigma
+factor (`sigma_calibration.json`, `mtl fwi calibrate --write_bundle true`) the maps are multiplied
+by it (`calibrated_sigma=False` writes the raw spread). Both files are written as `.partial` and
+moved into place only when every test file has been written.
 """
 
 from __future__ import annotations
@@ -150,12 +152,17 @@ def write_submission(
     uncertainty: bool = False,
     mc_passes: int = 16,
     refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    calibrated_sigma: bool = True,
 ) -> Path:
     """Write the CSV to `out` (via `out.partial`, moved into place only when every row is valid), and
-    with `uncertainty` the sigma maps to `<out>.std.npz` the same way. `refine(seismic, velocity)`, given,
-    turns each batch's predictions (B, 70, 70) m/s into the ones written (`fwi.physics_refinement`)."""
+    with `uncertainty` the sigma maps to `<out>.std.npz` the same way, times the bundle's fitted sigma
+    factor unless `calibrated_sigma` is False. `refine(seismic, velocity)`, given, turns each batch's
+    predictions (B, 70, 70) m/s into the ones written (`fwi.physics_refinement`)."""
+    from fwi.uncertainty import bundle_sigma_scale
+
     task = load_task(checkpoint, device)
     method = uncertainty_method(task, checkpoint, mc_passes) if uncertainty else None
+    sigma_scale = bundle_sigma_scale(checkpoint, method) if method and calibrated_sigma else 1.0
     loader = DataLoader(
         KaggleTestDataset(kaggle_test_files(test_dir)), batch_size=batch_size, num_workers=num_workers
     )
@@ -175,7 +182,8 @@ def write_submission(
                 velocity = velocity.cpu().numpy().astype(np.float32)
                 sigma = None
                 if archive is not None:
-                    sigma = predict_std(task, batch["seismic"], method, mc_passes, tta).cpu().numpy()
+                    sigma = predict_std(task, batch["seismic"], method, mc_passes, tta) * sigma_scale
+                    sigma = sigma.cpu().numpy()
                 for i, (oid, field) in enumerate(zip(batch["oid"], velocity, strict=True)):
                     check_prediction(field, oid)
                     write_rows(writer, oid, field)

@@ -240,6 +240,7 @@ def submit(
     device: str = "cpu",
     uncertainty: bool = False,
     mc_passes: int = 16,
+    calibrated_sigma: bool = True,
 ) -> str:
     """Write a Kaggle GWI submission CSV from a checkpoint or an export bundle.
 
@@ -248,8 +249,9 @@ def submit(
     float32 m/s as `oid_ypos,x_1,x_3,...,x_69` with 70 rows per file, and refuses NaN or values outside
     [1500, 4500] m/s (the file is only moved into place when every row is valid). With --uncertainty
     true also `<out>.std.npz`: a (70, 70) float16 sigma map in m/s per oid (`np.load(path)[oid]`), the
-    members' spread for an ensemble bundle, else the spread of --mc_passes MC-dropout passes; the CSV
-    is unchanged by it.
+    members' spread for an ensemble bundle, else the spread of --mc_passes MC-dropout passes, times the
+    factor `mtl fwi calibrate --write_bundle true` stored in the bundle (if any); the CSV is unchanged
+    by it.
 
     Args:
         checkpoint: a `.ckpt` from `mtl fit` or an export bundle directory.
@@ -261,11 +263,21 @@ def submit(
         device: torch device, e.g. cpu or cuda.
         uncertainty: also write per-pixel sigma maps to `<out>.std.npz`.
         mc_passes: MC-dropout passes per batch for --uncertainty (models that are not ensembles).
+        calibrated_sigma: multiply the sigma maps by the bundle's fitted factor (sigma_calibration.json).
     """
     from fwi.submission import write_submission
 
     path = write_submission(
-        checkpoint, test_dir, out, tta, batch_size, num_workers, device, uncertainty, mc_passes
+        checkpoint,
+        test_dir,
+        out,
+        tta,
+        batch_size,
+        num_workers,
+        device,
+        uncertainty,
+        mc_passes,
+        calibrated_sigma=calibrated_sigma,
     )
     return str(path)
 

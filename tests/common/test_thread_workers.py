@@ -87,7 +87,9 @@ def test_an_error_in_a_worker_thread_reaches_the_training_loop() -> None:
 def test_workers_are_processes_or_threads_not_both() -> None:
     with pytest.raises(ValueError, match="either processes or threads"):
         ThreadedDataLoader(Draws(), batch_size=4, num_workers=1, worker_threads=1)
-    with pytest.raises(UserInputError, match=r"data.worker_type: expected one of process, thread, got 'fibre'"):
+    with pytest.raises(
+        UserInputError, match=r"data.worker_type: expected one of process, thread, got 'fibre'"
+    ):
         BaseDataModule(worker_type="fibre")
     module = BaseDataModule(num_workers=3, worker_type="thread")
     for stage in ("train", "val"):

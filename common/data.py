@@ -76,9 +76,10 @@ class BaseDataModule(LightningDataModule):
             raise UserInputError(
                 f"data.worker_type: expected one of {', '.join(WORKER_TYPES)}, got {worker_type!r}"
             )
-        for name, value in (("batch_size", batch_size), ("num_workers", num_workers + 1)):
-            if value < 1:
-                raise UserInputError(f"data.{name}: expected a positive number, got {value}")
+        if batch_size < 1:
+            raise UserInputError(f"data.batch_size: expected a positive number, got {batch_size}")
+        if num_workers < 0:
+            raise UserInputError(f"data.num_workers: expected 0 or more, got {num_workers}")
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.max_samples = max_samples

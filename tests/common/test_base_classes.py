@@ -80,6 +80,8 @@ def test_one_loader_policy() -> None:
     assert data.train_dataloader().drop_last and len(data.train_dataloader()) == 18 // 5
     with pytest.raises(UserInputError, match=r"data\.batch_size: expected a positive number, got 0"):
         TinyBaseDataModule(batch_size=0)
+    with pytest.raises(UserInputError, match=r"data\.num_workers: expected 0 or more, got -1"):
+        TinyBaseDataModule(num_workers=-1)
 
 
 def test_fit_hands_statistics_over_once_and_checkpoints_keep_them(mtl, tmp_path) -> None:

@@ -7,6 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import SequentialSampler
 
+from common.data import BaseDataModule
 from common.errors import UserInputError
 from common.resumable_loader import EpochRandomSampler, ResumableLoader
 from common.task import lr_factor
@@ -81,7 +82,7 @@ def test_one_loader_policy() -> None:
     with pytest.raises(UserInputError, match=r"data\.batch_size: expected a positive number, got 0"):
         TinyBaseDataModule(batch_size=0)
     with pytest.raises(UserInputError, match=r"data\.num_workers: expected 0 or more, got -1"):
-        TinyBaseDataModule(num_workers=-1)
+        BaseDataModule(num_workers=-1)
 
 
 def test_fit_hands_statistics_over_once_and_checkpoints_keep_them(mtl, tmp_path) -> None:

@@ -103,8 +103,9 @@ def _epoch_setters(loader: ThreadedDataLoader) -> list[Any]:
 class ResumableLoader(ThreadedDataLoader):
     """A DataLoader whose position inside an epoch is saved in checkpoints and restored on resume.
 
-    Takes DataLoader's arguments and `worker_threads` (`common.thread_workers`). A shuffled order must be reproducible from the epoch (see the module
-    docstring): a plain `RandomSampler` (`shuffle=True`) is refused.
+    Takes DataLoader's arguments and `worker_threads` (`common.thread_workers`). A shuffled order
+    must be reproducible from the epoch (see the module docstring): a plain `RandomSampler`
+    (`shuffle=True`) is refused.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
